@@ -1,0 +1,81 @@
+"""allauth's provider contract for Trakt (allauth imports this module by name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.socialaccount.providers.base import ProviderAccount, ProviderException
+from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
+
+from django_trakt.conf import PROVIDER_ID, trakt_settings
+from django_trakt.views import TraktOAuth2Adapter
+
+
+def _profile_user(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``user`` object of a ``/users/settings`` document (``extra_data``)."""
+    user = data.get("user") if isinstance(data, dict) else None
+    return user if isinstance(user, dict) else {}
+
+
+class TraktAccount(ProviderAccount):
+    @property
+    def trakt_user(self) -> dict[str, Any]:
+        return _profile_user(self.account.extra_data)
+
+    @property
+    def username(self) -> str:
+        return str(self.trakt_user.get("username") or "")
+
+    @property
+    def slug(self) -> str:
+        ids = self.trakt_user.get("ids") or {}
+        return str(ids.get("slug") or "")
+
+    def get_profile_url(self) -> str | None:
+        if not self.slug:
+            return None
+        return f"{trakt_settings.WEB_URL}/users/{self.slug}"
+
+    def get_avatar_url(self) -> str | None:
+        # Trakt forbids hotlinking its images, the avatar included: never hand out
+        # the profile's image URL. The self-hosted avatar arrives with the template
+        # tags (see the README's roadmap).
+        return None
+
+    def to_str(self) -> str:
+        return self.username or super().to_str()
+
+
+class TraktProvider(OAuth2Provider):
+    id = PROVIDER_ID
+    name = "Trakt"
+    account_class = TraktAccount
+    oauth2_adapter_class = TraktOAuth2Adapter
+    # Trakt requires PKCE since its 2026 auth migration; a site can still turn it
+    # off with SOCIALACCOUNT_PROVIDERS["trakt"]["OAUTH_PKCE_ENABLED"] = False.
+    pkce_enabled_default = True
+
+    def extract_uid(self, data: dict[str, Any]) -> str:
+        # The uuid never changes; the slug (and username) change when a user renames.
+        # Falling back to the slug would make a renamed user a stranger (or worse,
+        # hand their account to whoever takes the old name).
+        ids = _profile_user(data).get("ids") or {}
+        uuid = ids.get("uuid") if isinstance(ids, dict) else None
+        if not isinstance(uuid, str) or not uuid.strip():
+            raise ProviderException("Trakt's profile has no user.ids.uuid; refusing to identify the user by name.")
+        return uuid.strip()
+
+    def extract_common_fields(self, data: dict[str, Any]) -> dict[str, Any]:
+        # The Trakt username, not the display name, is what the signup form offers.
+        username = _profile_user(data).get("username")
+        return {"username": username} if isinstance(username, str) else {}
+
+    def extract_email_addresses(self, data: dict[str, Any]) -> list[Any]:
+        # Trakt gives no email address; allauth's signup form asks for one.
+        return []
+
+    def extract_extra_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+
+provider_classes = [TraktProvider]

@@ -1,0 +1,64 @@
+"""Signal receivers that keep :class:`~django_trakt.models.TraktToken` in step with allauth.
+
+allauth hands us the tokens of a completed Trakt authorization on ``SocialLogin.token``.
+The row is written once the ``SocialAccount`` exists in the database, on each of the
+three ways it comes to exist or be used again:
+
+- a returning user signs in (``social_account_updated``, sent by allauth's lookup);
+- a signed-in user connects Trakt (``social_account_added``);
+- a new user finishes signing up, by form or automatically (``user_signed_up``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from allauth.account.signals import user_signed_up
+from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.signals import social_account_added, social_account_updated
+from django.dispatch import receiver
+
+from django_trakt.conf import PROVIDER_ID
+from django_trakt.models import TraktToken
+from django_trakt.tokens import TokenGrant
+
+logger = logging.getLogger(__name__)
+
+
+def _grant_from_sociallogin(sociallogin: SocialLogin) -> TokenGrant | None:
+    token = sociallogin.token
+    if token is None or not token.token:
+        return None
+    return TokenGrant(
+        access_token=token.token,
+        refresh_token=token.token_secret or "",
+        # The extra attributes do not survive allauth's pending-signup session
+        # (only model fields are serialized); Trakt's values are these defaults.
+        token_type=getattr(token, "trakt_token_type", "bearer"),
+        scope=getattr(token, "trakt_scope", "public"),
+        expires_at=token.expires_at,
+    )
+
+
+def store_token_for_login(sociallogin: SocialLogin | None) -> TraktToken | None:
+    """Store the tokens of a Trakt login whose account is saved; else do nothing."""
+    if sociallogin is None or sociallogin.account.provider != PROVIDER_ID or sociallogin.account.pk is None:
+        return None
+    grant = _grant_from_sociallogin(sociallogin)
+    if grant is None:
+        return None
+    token = TraktToken.objects.store_grant(sociallogin.account, grant)
+    logger.info("Stored Trakt token for account %s", sociallogin.account.pk)
+    return token
+
+
+@receiver(social_account_updated, dispatch_uid="django_trakt.store_on_update")
+@receiver(social_account_added, dispatch_uid="django_trakt.store_on_connect")
+def _store_on_login_or_connect(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> None:
+    store_token_for_login(sociallogin)
+
+
+@receiver(user_signed_up, dispatch_uid="django_trakt.store_on_signup")
+def _store_on_signup(sender: Any, sociallogin: SocialLogin | None = None, **kwargs: Any) -> None:
+    store_token_for_login(sociallogin)
