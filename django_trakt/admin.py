@@ -18,7 +18,17 @@ class TraktTokenAdmin(admin.ModelAdmin):
     list_select_related = ("account__user",)
     search_fields = ("account__extra_data__user__username", "account__user__username", "account__user__email")
     # Only metadata: the *_encrypted columns are not listed, so they are never rendered.
-    fields = ("account", "status", "token_type", "scope", "expires_at", "last_refreshed_at", "last_error", "created_at", "updated_at")
+    fields = (
+        "account",
+        "status",
+        "token_type",
+        "scope",
+        "expires_at",
+        "last_refreshed_at",
+        "last_error",
+        "created_at",
+        "updated_at",
+    )
     readonly_fields = fields
     ordering = ("expires_at",)
 

@@ -37,7 +37,9 @@ def check_token_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
         problem = crypto.key_problem(key)
         if problem:
             errors.append(
-                checks.Error(f"TRAKT_TOKEN_KEYS[{position}] is malformed: {problem}.", hint=KEY_HINT, id="django_trakt.E001")
+                checks.Error(
+                    f"TRAKT_TOKEN_KEYS[{position}] is malformed: {problem}.", hint=KEY_HINT, id="django_trakt.E001"
+                )
             )
     return errors
 

@@ -136,9 +136,7 @@ def decode_json(response: requests.Response) -> Any:
     """The JSON document of a 2xx answer, or :class:`TraktMalformedResponse`."""
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise TraktMalformedResponse(
-            f"Trakt answered with {content_type or 'no content type'} where JSON was expected"
-        )
+        raise TraktMalformedResponse(f"Trakt answered with {content_type or 'no content type'} where JSON was expected")
     try:
         return response.json()
     except ValueError as err:

@@ -45,7 +45,7 @@ def _expiry(data: Mapping[str, Any]) -> dt.datetime | None:
     created_at = data.get("created_at")
     try:
         issued = (
-            dt.datetime.fromtimestamp(float(created_at), tz=dt.timezone.utc)
+            dt.datetime.fromtimestamp(float(created_at), tz=dt.UTC)
             if created_at is not None and not isinstance(created_at, bool)
             else timezone.now()
         )

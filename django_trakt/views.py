@@ -23,9 +23,7 @@ class TraktOAuth2Client(OAuth2Client):
         # Trakt has no scopes to ask for; an empty "scope=" only adds noise.
         return url.replace("&scope=&", "&").replace("?scope=&", "?")
 
-    def get_access_token(
-        self, code: str, pkce_code_verifier: str | None = None, extra_data: Any = None
-    ) -> TokenGrant:
+    def get_access_token(self, code: str, pkce_code_verifier: str | None = None, extra_data: Any = None) -> TokenGrant:
         try:
             return oauth.exchange_code(
                 client_id=self.consumer_key,

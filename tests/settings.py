@@ -1,7 +1,5 @@
 """Settings for the test suite: SQLite by default, PostgreSQL with DATABASE_URL."""
 
-import os
-
 import dj_database_url
 
 SECRET_KEY = "django-trakt-tests-not-secret"

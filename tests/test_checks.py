@@ -37,7 +37,7 @@ def test_token_keys_check_errors_on_malformed_keys(keys):
 
 
 def test_malformed_key_fails_manage_py_check():
-    with override_settings(TRAKT_TOKEN_KEYS=["nope"]), pytest.raises(SystemCheckError, match="django_trakt.E001"):
+    with override_settings(TRAKT_TOKEN_KEYS=["nope"]), pytest.raises(SystemCheckError, match=r"django_trakt\.E001"):
         call_command("check")
 
 

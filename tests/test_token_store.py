@@ -12,10 +12,9 @@ from django.db import connection
 from django.test import override_settings
 
 from django_trakt import crypto
-from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError
+from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktMalformedResponse
 from django_trakt.models import TraktToken
 from django_trakt.tokens import TokenGrant, grant_from_response
-from django_trakt.exceptions import TraktMalformedResponse
 
 ACCESS = "a" * 32 + "plain-access"
 REFRESH = "r" * 32 + "plain-refresh"
@@ -25,7 +24,10 @@ REFRESH = "r" * 32 + "plain-refresh"
 def account(db):
     user = get_user_model().objects.create_user("watcher", "watcher@example.com", "pw")
     return SocialAccount.objects.create(
-        user=user, provider="trakt", uid="uuid-1", extra_data={"user": {"username": "Watcher", "ids": {"slug": "watcher"}}}
+        user=user,
+        provider="trakt",
+        uid="uuid-1",
+        extra_data={"user": {"username": "Watcher", "ids": {"slug": "watcher"}}},
     )
 
 
@@ -109,9 +111,8 @@ def test_derived_key_survives_secret_key_rotation_through_fallbacks(account):
     token = TraktToken.objects.store_grant(account, grant())
     with override_settings(SECRET_KEY="second-secret", SECRET_KEY_FALLBACKS=["first-secret"]):
         assert TraktToken.objects.get(pk=token.pk).access_token == ACCESS
-    with override_settings(SECRET_KEY="second-secret", SECRET_KEY_FALLBACKS=[]):
-        with pytest.raises(TokenDecryptionError):
-            TraktToken.objects.get(pk=token.pk).access_token  # noqa: B018
+    with override_settings(SECRET_KEY="second-secret", SECRET_KEY_FALLBACKS=[]), pytest.raises(TokenDecryptionError):
+        TraktToken.objects.get(pk=token.pk).access_token  # noqa: B018
 
 
 @override_settings(TRAKT_TOKEN_KEYS=["not-a-key"])
@@ -124,9 +125,15 @@ def test_malformed_key_at_run_time_is_a_configuration_error_without_the_key():
 
 def test_grant_expiry_is_created_at_plus_expires_in():
     parsed = grant_from_response(
-        {"access_token": "a", "refresh_token": "r", "token_type": "Bearer", "expires_in": 86400, "created_at": 1_700_000_000}
+        {
+            "access_token": "a",
+            "refresh_token": "r",
+            "token_type": "Bearer",
+            "expires_in": 86400,
+            "created_at": 1_700_000_000,
+        }
     )
-    assert parsed.expires_at == dt.datetime(2023, 11, 15, 22, 13, 20, tzinfo=dt.timezone.utc)
+    assert parsed.expires_at == dt.datetime(2023, 11, 15, 22, 13, 20, tzinfo=dt.UTC)
     assert parsed.token_type == "bearer"
 
 

@@ -5,34 +5,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('socialaccount', '0006_alter_socialaccount_extra_data'),
+        ("socialaccount", "0006_alter_socialaccount_extra_data"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TraktToken',
+            name="TraktToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('access_token_encrypted', models.TextField(editable=False, verbose_name='access token (encrypted)')),
-                ('refresh_token_encrypted', models.TextField(blank=True, editable=False, verbose_name='refresh token (encrypted)')),
-                ('token_type', models.CharField(default='bearer', max_length=32, verbose_name='token type')),
-                ('scope', models.CharField(blank=True, max_length=255, verbose_name='scope')),
-                ('expires_at', models.DateTimeField(blank=True, null=True, verbose_name='expires at')),
-                ('status', models.CharField(choices=[('active', 'Active'), ('needs_reauth', 'Needs re-authorization'), ('revoked', 'Revoked'), ('unreadable', 'Unreadable (wrong encryption key)')], default='active', max_length=20, verbose_name='status')),
-                ('last_refreshed_at', models.DateTimeField(blank=True, null=True, verbose_name='last refreshed at')),
-                ('last_error', models.TextField(blank=True, verbose_name='last error')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('account', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='trakt_token', to='socialaccount.socialaccount', verbose_name='social account')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("access_token_encrypted", models.TextField(editable=False, verbose_name="access token (encrypted)")),
+                (
+                    "refresh_token_encrypted",
+                    models.TextField(blank=True, editable=False, verbose_name="refresh token (encrypted)"),
+                ),
+                ("token_type", models.CharField(default="bearer", max_length=32, verbose_name="token type")),
+                ("scope", models.CharField(blank=True, max_length=255, verbose_name="scope")),
+                ("expires_at", models.DateTimeField(blank=True, null=True, verbose_name="expires at")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("needs_reauth", "Needs re-authorization"),
+                            ("revoked", "Revoked"),
+                            ("unreadable", "Unreadable (wrong encryption key)"),
+                        ],
+                        default="active",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("last_refreshed_at", models.DateTimeField(blank=True, null=True, verbose_name="last refreshed at")),
+                ("last_error", models.TextField(blank=True, verbose_name="last error")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                (
+                    "account",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="trakt_token",
+                        to="socialaccount.socialaccount",
+                        verbose_name="social account",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'Trakt token',
-                'verbose_name_plural': 'Trakt tokens',
-                'indexes': [models.Index(fields=['status', 'expires_at'], name='django_trakt_status_expiry')],
+                "verbose_name": "Trakt token",
+                "verbose_name_plural": "Trakt tokens",
+                "indexes": [models.Index(fields=["status", "expires_at"], name="django_trakt_status_expiry")],
             },
         ),
     ]

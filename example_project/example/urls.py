@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from example import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("profile/", views.profile, name="profile"),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+]
