@@ -63,6 +63,7 @@ WSGI_APPLICATION = "example.wsgi.application"
 DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
