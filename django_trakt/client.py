@@ -1,152 +1,158 @@
-"""The one place that speaks HTTP to Trakt.
+"""``TraktClient``: Trakt's API for the app (public data) or for one user.
 
-Every request carries Trakt's headers (``trakt-api-version``, ``trakt-api-key``, the
-User-Agent Trakt requires), a timeout, and goes through one error mapping, so callers
-see typed :mod:`django_trakt.exceptions` and never a raw ``requests`` error or a
-Cloudflare page. Nothing here logs a header or a body: those carry tokens.
+``TraktClient.for_user(user)`` always uses a valid access token: it refreshes first
+when the token is about to expire, and on a 401 it refreshes once and retries once
+(another process may have refreshed meanwhile: then its new token is used, no second
+refresh is spent). Errors are the typed exceptions of :mod:`django_trakt.exceptions`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-
-from django_trakt.conf import trakt_settings
+from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.exceptions import (
-    TraktAccountLimit,
-    TraktAccountLocked,
-    TraktAPIError,
-    TraktForbidden,
+    TokenDecryptionError,
     TraktMalformedResponse,
-    TraktNotFound,
+    TraktNotLinked,
     TraktRateLimited,
-    TraktServerError,
-    TraktTimeout,
-    TraktTransportError,
+    TraktReauthorizationRequired,
+    TraktRefreshFailed,
     TraktUnauthorized,
-    TraktVIPOnly,
 )
+from django_trakt.http import decode_json, get_user_settings, send, trakt_headers  # re-exported
+from django_trakt.models import TraktToken
+from django_trakt.refresh import ON_DEMAND_MARGIN, Outcome, is_due, refresh_token
 
 logger = logging.getLogger(__name__)
 
-API_VERSION = "2"
+#: A 429 asking for at most this many seconds is waited out once; anything longer is
+#: raised at once (never a long sleep inside a page render).
+SHORT_RETRY_AFTER = 2.0
 
-_STATUS_ERRORS: dict[int, type[TraktAPIError]] = {
-    401: TraktUnauthorized,
-    403: TraktForbidden,
-    404: TraktNotFound,
-    420: TraktAccountLimit,
-    423: TraktAccountLocked,
-    426: TraktVIPOnly,
-}
-
-_local = threading.local()
+#: Items per page when iterating over a paginated list.
+PAGE_SIZE = 100
 
 
-def _session() -> requests.Session:
-    # One pooled session per thread: connection reuse matters for the refresh
-    # command, and requests.Session is not documented as thread-safe.
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-    return session
+class TraktClient:
+    """Calls to Trakt's API, with the app's key and, for a user, their token."""
 
+    def __init__(self, *, token: TraktToken | None = None, app: Any = None) -> None:
+        self._app = app
+        self.token = token
 
-def trakt_headers(client_id: str, access_token: str | None = None) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": trakt_settings.USER_AGENT,
-        "trakt-api-version": API_VERSION,
-        "trakt-api-key": client_id,
-    }
-    if access_token:
-        headers["Authorization"] = f"Bearer {access_token}"
-    return headers
-
-
-def _excerpt(response: requests.Response) -> str:
-    text = response.text or ""
-    return " ".join(text.split())
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def error_for_response(response: requests.Response) -> TraktAPIError:
-    """The typed exception for an HTTP error answer from Trakt."""
-    status = response.status_code
-    excerpt = _excerpt(response)
-    if status == 429:
-        return TraktRateLimited(status, excerpt, retry_after=_retry_after(response))
-    if status >= 500:
-        return TraktServerError(status, excerpt)
-    return _STATUS_ERRORS.get(status, TraktAPIError)(status, excerpt)
-
-
-def send(
-    method: str,
-    url: str,
-    *,
-    client_id: str,
-    access_token: str | None = None,
-    json: Any = None,
-    params: Mapping[str, Any] | None = None,
-    raise_for_status: bool = True,
-) -> requests.Response:
-    """Send one request to Trakt and return its response.
-
-    Raises :class:`TraktTimeout` / :class:`TraktTransportError` when Trakt cannot be
-    reached, and (unless ``raise_for_status`` is false) the typed
-    :class:`TraktAPIError` for an error status.
-    """
-    path = urlsplit(url).path
-    try:
-        response = _session().request(
-            method,
-            url,
-            headers=trakt_headers(client_id, access_token),
-            json=json,
-            params=params,
-            timeout=trakt_settings.TIMEOUT,
-            allow_redirects=False,
+    @classmethod
+    def for_user(cls, user: Any) -> TraktClient:
+        """A client acting as ``user``; :class:`TraktNotLinked` or
+        :class:`TraktReauthorizationRequired` when that cannot work."""
+        if user is None or not getattr(user, "is_authenticated", False):
+            raise TraktNotLinked("An anonymous user has no Trakt link.")
+        token = (
+            TraktToken.objects.select_related("account")
+            .filter(account__user_id=user.pk, account__provider="trakt")
+            .order_by("pk")
+            .first()
         )
-    except requests.Timeout as err:
-        logger.warning("Trakt %s %s timed out", method, path)
-        raise TraktTimeout(f"Trakt did not answer {method} {path} in time") from err
-    except requests.RequestException as err:
-        logger.warning("Trakt %s %s failed: %s", method, path, type(err).__name__)
-        raise TraktTransportError(f"Trakt could not be reached for {method} {path}") from err
-    logger.debug("Trakt %s %s -> %s", method, path, response.status_code)
-    if raise_for_status and response.status_code >= 400:
-        raise error_for_response(response)
-    return response
+        if token is None:
+            raise TraktNotLinked(f"User {user.pk} has no Trakt account linked.")
+        cls._raise_if_flagged(token)
+        return cls(token=token)
+
+    @staticmethod
+    def _raise_if_flagged(token: TraktToken) -> None:
+        if token.status in (TraktToken.Status.NEEDS_REAUTH, TraktToken.Status.REVOKED):
+            raise TraktReauthorizationRequired("The user must sign in with Trakt again.")
+        if token.status == TraktToken.Status.UNREADABLE:
+            raise TraktReauthorizationRequired("The stored Trakt token cannot be decrypted (TRAKT_TOKEN_KEYS).")
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            self._app = get_trakt_app()
+        return self._app
+
+    # -- tokens ---------------------------------------------------------------------
+
+    def _reload_after(self, outcome: Outcome) -> None:
+        if self.token is None:
+            return
+        self.token.refresh_from_db()
+        if outcome is Outcome.NEEDS_REAUTH:
+            raise TraktReauthorizationRequired("Trakt rejected the refresh token; the user must sign in again.")
+        self._raise_if_flagged(self.token)
+
+    def _access_token(self) -> str | None:
+        if self.token is None:
+            return None
+        if is_due(self.token, ON_DEMAND_MARGIN):
+            result = refresh_token(self.token, within=ON_DEMAND_MARGIN, app=self.app)
+            self._reload_after(result.outcome)
+            if result.outcome is Outcome.FAILED and self.token.is_expired:
+                # About to expire is still usable; already expired is not.
+                raise TraktRefreshFailed(f"Refreshing the expired Trakt token failed: {result.detail}")
+        try:
+            return self.token.access_token
+        except TokenDecryptionError as err:
+            raise TraktReauthorizationRequired("The stored Trakt token cannot be decrypted.") from err
+
+    # -- requests -------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
+        """Send a request to ``{API_URL}{path}``; the response object on success."""
+        url = f"{trakt_settings.API_URL}/{path.lstrip('/')}"
+        access_token = self._access_token()
+        try:
+            return self._send_once_more_if_short_wait(method, url, access_token, params, json)
+        except TraktUnauthorized:
+            if self.token is None or access_token is None:
+                raise
+            # Trakt rejected a token we thought valid (revoked? refreshed elsewhere?):
+            # refresh once, unless someone already did, and retry once.
+            result = refresh_token(self.token, unless_access_token_changed_from=access_token, app=self.app)
+            self._reload_after(result.outcome)
+            if result.outcome is Outcome.FAILED:
+                raise TraktRefreshFailed(f"Refreshing the rejected Trakt token failed: {result.detail}") from None
+            return self._send_once_more_if_short_wait(method, url, self.token.access_token, params, json)
+
+    def _send_once_more_if_short_wait(
+        self, method: str, url: str, access_token: str | None, params: Any, json: Any
+    ) -> Any:
+        def attempt() -> Any:
+            return send(method, url, client_id=self.app.client_id, access_token=access_token, params=params, json=json)
+
+        try:
+            return attempt()
+        except TraktRateLimited as err:
+            if err.retry_after is None or err.retry_after > SHORT_RETRY_AFTER:
+                raise
+            time.sleep(err.retry_after)
+            return attempt()
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """``GET {API_URL}{path}`` and return the decoded JSON."""
+        return decode_json(self.request("GET", path, params=params))
+
+    def iter_pages(
+        self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = PAGE_SIZE
+    ) -> Iterator[Any]:
+        """Every item of a paginated list, fetching page after page as needed."""
+        page = 1
+        while True:
+            response = self.request("GET", path, params={**(params or {}), "page": page, "limit": limit})
+            items = decode_json(response)
+            if not isinstance(items, list):
+                raise TraktMalformedResponse(f"Trakt's {path} answer is not a list")
+            yield from items
+            try:
+                page_count = int(response.headers.get("X-Pagination-Page-Count", page))
+            except ValueError:
+                page_count = page
+            if page >= page_count or not items:
+                return
+            page += 1
 
 
-def decode_json(response: requests.Response) -> Any:
-    """The JSON document of a 2xx answer, or :class:`TraktMalformedResponse`."""
-    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise TraktMalformedResponse(f"Trakt answered with {content_type or 'no content type'} where JSON was expected")
-    try:
-        return response.json()
-    except ValueError as err:
-        raise TraktMalformedResponse("Trakt answered with a body that is not valid JSON") from err
-
-
-def get_user_settings(client_id: str, access_token: str) -> dict[str, Any]:
-    """``GET {API_URL}/users/settings``: the signed-in user's profile and account."""
-    response = send("GET", f"{trakt_settings.API_URL}/users/settings", client_id=client_id, access_token=access_token)
-    document = decode_json(response)
-    if not isinstance(document, dict) or not isinstance(document.get("user"), dict):
-        raise TraktMalformedResponse("Trakt's /users/settings answer has no user object")
-    return document
+__all__ = ["TraktClient", "decode_json", "get_user_settings", "send", "trakt_headers"]

@@ -81,3 +81,22 @@ class TraktSettings:
 
 
 trakt_settings = TraktSettings()
+
+
+def get_trakt_app(request: Any = None) -> Any:
+    """The site's Trakt app (allauth ``SocialApp``: ``client_id``, ``secret``).
+
+    From ``SOCIALACCOUNT_PROVIDERS["trakt"]["APP"]`` or a ``SocialApp`` row, the
+    way allauth finds it; outside a request (commands, tasks) ``request`` is None.
+    """
+    from allauth.socialaccount.adapter import get_adapter
+    from allauth.socialaccount.models import SocialApp
+
+    from django_trakt.exceptions import TraktConfigurationError
+
+    try:
+        return get_adapter().get_app(request, provider=PROVIDER_ID)
+    except SocialApp.DoesNotExist as err:
+        raise TraktConfigurationError(
+            'No Trakt app is configured: set SOCIALACCOUNT_PROVIDERS["trakt"]["APP"] or add a SocialApp.'
+        ) from err

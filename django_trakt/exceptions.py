@@ -101,6 +101,11 @@ class TraktServerError(TraktAPIError):
     """5xx (and Cloudflare's 52x): Trakt is down or overloaded; try again later."""
 
 
+class TraktRefreshFailed(TraktError):
+    """The token had expired and refreshing it failed for a transient reason
+    (Trakt down, slow or rate-limiting); the stored token is unchanged: try later."""
+
+
 class TraktNotLinked(TraktError):
     """The user has no Trakt account linked to this site."""
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_trakt.client import decode_json, error_for_response, send
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktAPIError, TraktInvalidGrant
+from django_trakt.http import decode_json, error_for_response, send
 from django_trakt.tokens import TokenGrant, grant_from_response
 
 

@@ -9,7 +9,7 @@ from allauth.socialaccount.providers.oauth2.client import OAuth2Client, OAuth2Er
 from allauth.socialaccount.providers.oauth2.views import OAuth2Adapter, OAuth2CallbackView, OAuth2LoginView
 from django.http import HttpRequest
 
-from django_trakt import client, oauth
+from django_trakt import http, oauth
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.exceptions import TraktError
 from django_trakt.tokens import TokenGrant
@@ -62,7 +62,7 @@ class TraktOAuth2Adapter(OAuth2Adapter):
 
     def complete_login(self, request: HttpRequest, app: SocialApp, token: SocialToken, **kwargs: Any) -> SocialLogin:
         try:
-            profile = client.get_user_settings(app.client_id, token.token)
+            profile = http.get_user_settings(app.client_id, token.token)
         except TraktError as err:
             raise OAuth2Error(f"Trakt profile request failed: {err}") from err
         return self.get_provider().sociallogin_from_response(request, profile)

@@ -2,22 +2,77 @@
 
 from __future__ import annotations
 
-import pytest
-from django.conf import settings
+import datetime as dt
+import itertools
 
+import pytest
+from allauth.socialaccount.models import SocialAccount
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from django_trakt.models import TraktToken
 from django_trakt.testing import TraktEmulator
+from django_trakt.tokens import grant_from_response
 
 CALLBACK_URL = "http://testserver/accounts/trakt/login/callback/"
+# Outside a request (the refresh command), allauth builds the callback URL from the
+# sites framework: the default Site is example.com.
+SITE_CALLBACK_URL = "http://example.com/accounts/trakt/login/callback/"
+
+
+def make_emulator() -> TraktEmulator:
+    hosts = settings.SOCIALACCOUNT_PROVIDERS["trakt"]
+    emulator = TraktEmulator(auth_url=hosts["AUTH_URL"], api_url=hosts["API_URL"], web_url=hosts["WEB_URL"])
+    emulator.add_app(
+        settings.TRAKT_CLIENT_ID,
+        settings.TRAKT_CLIENT_SECRET,
+        name="Test site",
+        redirect_uris=[CALLBACK_URL, SITE_CALLBACK_URL],
+    )
+    emulator.add_user("Watcher", name="Wanda Watcher")
+    return emulator
 
 
 @pytest.fixture
 def trakt():
     """A fresh local Trakt with the test site's app and one user, answering in-process."""
-    hosts = settings.SOCIALACCOUNT_PROVIDERS["trakt"]
-    emulator = TraktEmulator(auth_url=hosts["AUTH_URL"], api_url=hosts["API_URL"], web_url=hosts["WEB_URL"])
-    emulator.add_app(
-        settings.TRAKT_CLIENT_ID, settings.TRAKT_CLIENT_SECRET, name="Test site", redirect_uris=[CALLBACK_URL]
-    )
-    emulator.add_user("Watcher", name="Wanda Watcher")
+    emulator = make_emulator()
     with emulator.mock():
         yield emulator
+
+
+_serial = itertools.count(1)
+
+
+def link_user(trakt: TraktEmulator, username: str | None = None, *, expires_in: dt.timedelta | None = None):
+    """A site user linked to a (new) Trakt user, with tokens Trakt really issued.
+
+    ``expires_in`` overrides the stored expiry (negative: already expired).
+    """
+    username = username or f"viewer{next(_serial)}"
+    trakt_user = trakt.add_user(username)
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", "pw")
+    account = SocialAccount.objects.create(
+        user=user,
+        provider="trakt",
+        uid=trakt_user.uuid,
+        extra_data={"user": {"username": username, "ids": {"slug": trakt_user.slug, "uuid": trakt_user.uuid}}},
+    )
+    token = TraktToken.objects.store_grant(
+        account, grant_from_response(trakt.issue_tokens(username, settings.TRAKT_CLIENT_ID))
+    )
+    if expires_in is not None:
+        TraktToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() + expires_in)
+        token.refresh_from_db()
+    return user, token
+
+
+@pytest.fixture
+def linked(trakt, db):
+    """Factory: ``linked(expires_in=-timedelta(hours=1))`` -> (user, TraktToken)."""
+
+    def make(username: str | None = None, *, expires_in: dt.timedelta | None = None):
+        return link_user(trakt, username, expires_in=expires_in)
+
+    return make

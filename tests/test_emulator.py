@@ -798,9 +798,7 @@ def test_cli_serves_demo_data() -> None:
         "--demo-user",
         "demo",
     ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent
-    )
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

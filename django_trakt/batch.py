@@ -1,0 +1,205 @@
+"""Refreshing every due link: what ``manage.py refresh_trakt_tokens`` runs.
+
+A task queue (Celery beat, RQ, Huey...) can call :func:`refresh_due_tokens` directly.
+Rows are streamed (primary keys only), so memory stays flat however many links a site
+has; at most ``2 * concurrency`` are in flight at once. Several copies may run at the
+same time on several machines: each token is refreshed under its row lock, and a row
+another copy is refreshing is passed over (see :mod:`django_trakt.refresh`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from django_trakt.conf import get_trakt_app
+from django_trakt.models import TraktToken
+from django_trakt.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_with_retries
+
+logger = logging.getLogger(__name__)
+
+STREAM_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    pk: int
+    account_id: int
+    trakt_username: str
+
+
+@dataclass
+class BatchReport:
+    counts: Counter[Outcome] = field(default_factory=Counter)
+    #: Active links outside the margin (never locked nor sent to Trakt).
+    outside_margin: int = 0
+
+    @property
+    def refreshed(self) -> int:
+        return self.counts[Outcome.REFRESHED]
+
+    @property
+    def not_due(self) -> int:
+        return self.counts[Outcome.NOT_DUE] + self.outside_margin
+
+    @property
+    def needs_reauth(self) -> int:
+        return self.counts[Outcome.NEEDS_REAUTH]
+
+    @property
+    def failed(self) -> int:
+        return self.counts[Outcome.FAILED]
+
+
+class RateLimiter:
+    """At most ``per_second`` starts per second, shared by all worker threads."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+def due_links(
+    *, within: dt.timedelta = DEFAULT_MARGIN, force: bool = False, user_ids: Iterable[int] | None = None
+) -> Any:
+    """The active links the batch should look at, soonest expiry first (a queryset)."""
+    links = TraktToken.objects.filter(status=TraktToken.Status.ACTIVE)
+    if user_ids is not None:
+        links = links.filter(account__user_id__in=list(user_ids))
+    if not force:
+        links = links.filter(expires_at__lte=timezone.now() + within)
+    return links.order_by("expires_at", "pk")
+
+
+def _stream(links: Any, limit: int | None) -> Iterator[Candidate]:
+    rows = links.values_list("pk", "account_id", "account__extra_data__user__username")
+    if limit is not None:
+        rows = rows[:limit]
+    for pk, account_id, username in rows.iterator(chunk_size=STREAM_CHUNK):
+        yield Candidate(pk, account_id, str(username or ""))
+
+
+def refresh_due_tokens(
+    *,
+    within: dt.timedelta = DEFAULT_MARGIN,
+    force: bool = False,
+    user_ids: Iterable[int] | None = None,
+    limit: int | None = None,
+    concurrency: int = 4,
+    max_rate: float | None = None,
+    dry_run: bool = False,
+    on_result: Callable[[Candidate, RefreshResult | None], None] | None = None,
+    **retry_options: Any,
+) -> BatchReport:
+    """Refresh every active link expiring within ``within`` (every one with ``force``).
+
+    ``on_result`` is called from the calling thread after each link (``None`` as
+    result in a dry run). ``retry_options`` go to
+    :func:`~django_trakt.refresh.refresh_with_retries`.
+    """
+    user_ids = list(user_ids) if user_ids is not None else None
+    report = BatchReport()
+    links = due_links(within=within, force=force, user_ids=user_ids)
+    if not force:
+        everything = TraktToken.objects.filter(status=TraktToken.Status.ACTIVE)
+        if user_ids is not None:
+            everything = everything.filter(account__user_id__in=user_ids)
+        report.outside_margin = everything.count() - links.count()
+    if dry_run:
+        for candidate in _stream(links, limit):
+            if on_result:
+                on_result(candidate, None)
+        return report
+
+    app = get_trakt_app()
+    limiter = RateLimiter(max_rate)
+
+    def refresh_one(candidate: Candidate) -> RefreshResult:
+        limiter.wait()
+        try:
+            return refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
+        except Exception as err:  # one broken row must not stop the batch
+            logger.exception("Unexpected error refreshing Trakt link %s", candidate.pk)
+            return RefreshResult(Outcome.FAILED, None, f"unexpected error: {type(err).__name__}")
+
+    def record(candidate: Candidate, result: RefreshResult) -> None:
+        report.counts[result.outcome] += 1
+        if on_result:
+            on_result(candidate, result)
+
+    if concurrency <= 1:
+        # In the calling thread (and its database connection, transaction included).
+        for candidate in _stream(links, limit):
+            record(candidate, refresh_one(candidate))
+        return report
+    _run_threaded(_stream(links, limit), refresh_one, record, concurrency)
+    return report
+
+
+def _run_threaded(
+    candidates: Iterator[Candidate],
+    refresh_one: Callable[[Candidate], RefreshResult],
+    record: Callable[[Candidate, RefreshResult], None],
+    concurrency: int,
+) -> None:
+    """Feed ``concurrency`` worker threads through a bounded queue; record results
+    in the calling thread (so ``on_result`` needs no locking)."""
+    work: queue.Queue[Candidate | None] = queue.Queue(maxsize=2 * concurrency)
+    results: queue.Queue[tuple[Candidate, RefreshResult]] = queue.Queue()
+
+    def worker() -> None:
+        try:
+            while (candidate := work.get()) is not None:
+                results.put((candidate, refresh_one(candidate)))
+        finally:
+            # Each thread has its own database connection: give it back.
+            connection.close()
+
+    def drain() -> None:
+        while True:
+            try:
+                record(*results.get_nowait())
+            except queue.Empty:
+                return
+
+    threads = [threading.Thread(target=worker, name=f"trakt-refresh-{n}", daemon=True) for n in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    try:
+        for candidate in candidates:
+            while True:
+                try:
+                    work.put(candidate, timeout=0.05)
+                    break
+                except queue.Full:
+                    drain()
+            drain()
+    finally:
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.05)
+                drain()
+        drain()

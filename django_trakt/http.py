@@ -1,0 +1,152 @@
+"""The one place that speaks HTTP to Trakt (transport level; TraktClient is built on it).
+
+Every request carries Trakt's headers (``trakt-api-version``, ``trakt-api-key``, the
+User-Agent Trakt requires), a timeout, and goes through one error mapping, so callers
+see typed :mod:`django_trakt.exceptions` and never a raw ``requests`` error or a
+Cloudflare page. Nothing here logs a header or a body: those carry tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from django_trakt.conf import trakt_settings
+from django_trakt.exceptions import (
+    TraktAccountLimit,
+    TraktAccountLocked,
+    TraktAPIError,
+    TraktForbidden,
+    TraktMalformedResponse,
+    TraktNotFound,
+    TraktRateLimited,
+    TraktServerError,
+    TraktTimeout,
+    TraktTransportError,
+    TraktUnauthorized,
+    TraktVIPOnly,
+)
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2"
+
+_STATUS_ERRORS: dict[int, type[TraktAPIError]] = {
+    401: TraktUnauthorized,
+    403: TraktForbidden,
+    404: TraktNotFound,
+    420: TraktAccountLimit,
+    423: TraktAccountLocked,
+    426: TraktVIPOnly,
+}
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    # One pooled session per thread: connection reuse matters for the refresh
+    # command, and requests.Session is not documented as thread-safe.
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+def trakt_headers(client_id: str, access_token: str | None = None) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": trakt_settings.USER_AGENT,
+        "trakt-api-version": API_VERSION,
+        "trakt-api-key": client_id,
+    }
+    if access_token:
+        headers["Authorization"] = f"Bearer {access_token}"
+    return headers
+
+
+def _excerpt(response: requests.Response) -> str:
+    text = response.text or ""
+    return " ".join(text.split())
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_for_response(response: requests.Response) -> TraktAPIError:
+    """The typed exception for an HTTP error answer from Trakt."""
+    status = response.status_code
+    excerpt = _excerpt(response)
+    if status == 429:
+        return TraktRateLimited(status, excerpt, retry_after=_retry_after(response))
+    if status >= 500:
+        return TraktServerError(status, excerpt)
+    return _STATUS_ERRORS.get(status, TraktAPIError)(status, excerpt)
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    client_id: str,
+    access_token: str | None = None,
+    json: Any = None,
+    params: Mapping[str, Any] | None = None,
+    raise_for_status: bool = True,
+) -> requests.Response:
+    """Send one request to Trakt and return its response.
+
+    Raises :class:`TraktTimeout` / :class:`TraktTransportError` when Trakt cannot be
+    reached, and (unless ``raise_for_status`` is false) the typed
+    :class:`TraktAPIError` for an error status.
+    """
+    path = urlsplit(url).path
+    try:
+        response = _session().request(
+            method,
+            url,
+            headers=trakt_headers(client_id, access_token),
+            json=json,
+            params=params,
+            timeout=trakt_settings.TIMEOUT,
+            allow_redirects=False,
+        )
+    except requests.Timeout as err:
+        logger.warning("Trakt %s %s timed out", method, path)
+        raise TraktTimeout(f"Trakt did not answer {method} {path} in time") from err
+    except requests.RequestException as err:
+        logger.warning("Trakt %s %s failed: %s", method, path, type(err).__name__)
+        raise TraktTransportError(f"Trakt could not be reached for {method} {path}") from err
+    logger.debug("Trakt %s %s -> %s", method, path, response.status_code)
+    if raise_for_status and response.status_code >= 400:
+        raise error_for_response(response)
+    return response
+
+
+def decode_json(response: requests.Response) -> Any:
+    """The JSON document of a 2xx answer, or :class:`TraktMalformedResponse`."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise TraktMalformedResponse(f"Trakt answered with {content_type or 'no content type'} where JSON was expected")
+    try:
+        return response.json()
+    except ValueError as err:
+        raise TraktMalformedResponse("Trakt answered with a body that is not valid JSON") from err
+
+
+def get_user_settings(client_id: str, access_token: str) -> dict[str, Any]:
+    """``GET {API_URL}/users/settings``: the signed-in user's profile and account."""
+    response = send("GET", f"{trakt_settings.API_URL}/users/settings", client_id=client_id, access_token=access_token)
+    document = decode_json(response)
+    if not isinstance(document, dict) or not isinstance(document.get("user"), dict):
+        raise TraktMalformedResponse("Trakt's /users/settings answer has no user object")
+    return document

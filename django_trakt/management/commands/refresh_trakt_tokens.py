@@ -1,0 +1,146 @@
+"""``manage.py refresh_trakt_tokens``: refresh every Trakt link that is due.
+
+Run it on a schedule (hourly suits the default ``--within 6h``); see the README.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_trakt.batch import Candidate, refresh_due_tokens
+from django_trakt.exceptions import TraktConfigurationError
+from django_trakt.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
+
+_DURATION = re.compile(r"^\s*(?:(?P<d>\d+)d)?\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m)?\s*(?:(?P<s>\d+)s?)?\s*$")
+
+
+def parse_duration(value: str) -> dt.timedelta:
+    """``"6h"``, ``"90m"``, ``"1d12h"``, ``"3600"`` (seconds) -> timedelta."""
+    match = _DURATION.match(value)
+    if not value.strip() or not match or not any(match.groupdict().values()):
+        raise ValueError(value)
+    parts = {key: int(number) for key, number in match.groupdict().items() if number}
+    return dt.timedelta(
+        days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0), seconds=parts.get("s", 0)
+    )
+
+
+def _positive(kind: type, name: str) -> Any:
+    def convert(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise CommandError(f"{name} must be a positive number, not {value!r}.") from None
+        if number <= 0:
+            raise CommandError(f"{name} must be a positive number, not {value!r}.")
+        return number
+
+    return convert
+
+
+def _duration(value: str) -> dt.timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise CommandError(f"--within takes a duration such as 6h, 90m, 1d or 3600 (seconds), not {value!r}.") from None
+
+
+class Command(BaseCommand):
+    help = "Refresh the Trakt tokens that expire soon (run it on a schedule, e.g. hourly)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--within",
+            type=_duration,
+            default=DEFAULT_MARGIN,
+            help="Refresh links expiring within this margin (default: 6h; e.g. 90m, 1d, 3600).",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="List what would be refreshed; change nothing.")
+        parser.add_argument(
+            "--user",
+            action="append",
+            dest="users",
+            metavar="USER",
+            help="Only this user's link (username or id); repeat for several.",
+        )
+        parser.add_argument("--force", action="store_true", help="Refresh even links that are not due.")
+        parser.add_argument("--limit", type=_positive(int, "--limit"), help="Refresh at most this many links.")
+        parser.add_argument(
+            "--concurrency",
+            type=_positive(int, "--concurrency"),
+            default=4,
+            help="Refresh requests in flight at once (default: 4).",
+        )
+        parser.add_argument(
+            "--max-rate", type=_positive(float, "--max-rate"), help="At most this many refreshes per second."
+        )
+        parser.add_argument(
+            "--max-retry-after",
+            type=_positive(float, "--max-retry-after"),
+            default=30.0,
+            help="Wait out a 429 whose Retry-After is at most this many seconds; longer ones wait for the next run.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["concurrency"] > 64:
+            raise CommandError("--concurrency must be at most 64.")
+        user_ids = self._user_ids(options["users"]) if options["users"] else None
+        self.verbosity = options["verbosity"]
+        self.show_progress = self.verbosity >= 1 and self.stdout.isatty()
+        self.done = 0
+        try:
+            report = refresh_due_tokens(
+                within=options["within"],
+                force=options["force"],
+                user_ids=user_ids,
+                limit=options["limit"],
+                concurrency=options["concurrency"],
+                max_rate=options["max_rate"],
+                dry_run=options["dry_run"],
+                max_retry_after=options["max_retry_after"],
+                on_result=self._on_result,
+            )
+        except TraktConfigurationError as err:
+            raise CommandError(str(err)) from err
+        if self.show_progress:
+            self.stdout.write("")
+        if options["dry_run"]:
+            self.stdout.write(f"Dry run: {self.done} links would be refreshed, {report.not_due} not due.")
+            return
+        summary = (
+            f"{report.refreshed} refreshed, {report.not_due} not due, "
+            f"{report.needs_reauth} need re-authorization, {report.failed} failed"
+        )
+        if report.failed:
+            raise CommandError(f"{summary}. Failed links are retried on the next run.", returncode=1)
+        self.stdout.write(self.style.SUCCESS(summary))
+
+    def _user_ids(self, references: list[str]) -> list[int]:
+        users = get_user_model()._default_manager
+        ids = []
+        for reference in references:
+            by_name = users.filter(**{get_user_model().USERNAME_FIELD: reference})
+            match = by_name.first() or (users.filter(pk=reference).first() if reference.isdigit() else None)
+            if match is None:
+                raise CommandError(f"No user {reference!r} (give a username or an id).")
+            ids.append(match.pk)
+        return ids
+
+    def _on_result(self, candidate: Candidate, result: RefreshResult | None) -> None:
+        self.done += 1
+        name = candidate.trakt_username or f"account {candidate.account_id}"
+        if result is None:
+            if self.verbosity >= 1:
+                self.stdout.write(f"would refresh {name}")
+            return
+        if self.verbosity >= 2:
+            style = self.style.SUCCESS if result.outcome is Outcome.REFRESHED else self.style.WARNING
+            self.stdout.write(style(f"{name}: {result.outcome.value} ({result.detail})"))
+        elif self.show_progress:
+            self.stdout.write(f"\r{self.done} links processed", ending="")
+            self.stdout.flush()

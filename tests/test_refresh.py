@@ -1,0 +1,287 @@
+"""Refreshing a token: every outcome, through the function, the command and the client."""
+
+from __future__ import annotations
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from django_trakt import signals
+from django_trakt.client import TraktClient
+from django_trakt.exceptions import TraktNotLinked, TraktReauthorizationRequired, TraktRefreshFailed
+from django_trakt.models import TraktToken
+from django_trakt.refresh import Outcome, refresh_token
+
+pytestmark = pytest.mark.django_db
+
+EXPIRED = -dt.timedelta(hours=1)
+FRESH = dt.timedelta(days=6)
+
+
+def snapshot(token):
+    token.refresh_from_db()
+    return token.access_token, token.refresh_token, token.expires_at
+
+
+# Each injected failure, the outcome it must give, and whether the link is flagged.
+REJECTIONS = {
+    "invalid_grant": lambda t: t.fail_next("/oauth/token", status=400, json={"error": "invalid_grant"}),
+    "empty-400": lambda t: t.fail_next("/oauth/token", status=400, body=b""),
+    "401": lambda t: t.fail_next("/oauth/token", status=401, json={"error": "invalid_token"}),
+}
+TRANSIENT = {
+    "5xx": lambda t: t.fail_next("/oauth/token", status=503, times=5),
+    "timeout": lambda t: t.timeout_next("/oauth/token", times=5),
+    "429": lambda t: t.rate_limit_next("/oauth/token", retry_after=600, times=5),
+    "malformed-json": lambda t: t.malformed_next("/oauth/token", times=5),
+}
+
+
+# -- the function ----------------------------------------------------------------------------
+
+
+def test_refresh_stores_new_pair_and_old_refresh_token_is_spent(trakt, linked):
+    _user, token = linked(expires_in=EXPIRED)
+    old_access, old_refresh, _ = snapshot(token)
+    seen = []
+    signals.token_refreshed.connect(lambda sender, token, **kw: seen.append(token.pk), weak=False, dispatch_uid="t1")
+    try:
+        result = refresh_token(token)
+    finally:
+        signals.token_refreshed.disconnect(dispatch_uid="t1")
+    assert result.outcome is Outcome.REFRESHED
+    access, refresh, expires_at = snapshot(token)
+    assert access != old_access and refresh != old_refresh
+    assert trakt.is_access_token_valid(access) and not trakt.is_access_token_valid(old_access)
+    assert expires_at > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
+    assert token.last_refreshed_at is not None and seen == [token.pk]
+    (request,) = trakt.requests_to("/oauth/token")
+    assert request.json["grant_type"] == "refresh_token" and request.json["refresh_token"] == old_refresh
+    assert request.json["client_secret"] == "test-client-secret"
+    assert request.headers["trakt-api-key"] == "test-client-id" and "Authorization" not in request.headers
+
+
+def test_refresh_not_due_sends_nothing(trakt, linked):
+    _user, token = linked(expires_in=FRESH)
+    before = snapshot(token)
+    assert refresh_token(token).outcome is Outcome.NOT_DUE
+    assert snapshot(token) == before and trakt.requests_to("/oauth/token") == []
+
+
+@pytest.mark.parametrize("inject", REJECTIONS.values(), ids=REJECTIONS.keys())
+def test_refresh_rejected_flags_link_and_keeps_token(trakt, linked, inject):
+    _user, token = linked(expires_in=EXPIRED)
+    before = snapshot(token)
+    inject(trakt)
+    reasons = []
+    signals.token_needs_reauthorization.connect(
+        lambda sender, token, reason, **kw: reasons.append(reason), weak=False, dispatch_uid="t2"
+    )
+    try:
+        assert refresh_token(token).outcome is Outcome.NEEDS_REAUTH
+    finally:
+        signals.token_needs_reauthorization.disconnect(dispatch_uid="t2")
+    assert snapshot(token) == before
+    assert token.status == TraktToken.Status.NEEDS_REAUTH and token.last_error and reasons
+    # Not retried until the user signs in again.
+    assert refresh_token(token, force=True).outcome is Outcome.NEEDS_REAUTH
+    assert len(trakt.requests_to("/oauth/token")) == 1
+
+
+@pytest.mark.parametrize("inject", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_refresh_transient_failure_changes_nothing_stored(trakt, linked, inject):
+    _user, token = linked(expires_in=EXPIRED)
+    before = snapshot(token)
+    inject(trakt)
+    result = refresh_token(token)
+    assert result.outcome is Outcome.FAILED and result.transient
+    assert snapshot(token) == before
+    assert token.status == TraktToken.Status.ACTIVE
+    assert before[0] not in result.detail and before[1] not in result.detail
+    trakt.clear_failures()
+    assert refresh_token(token).outcome is Outcome.REFRESHED  # the next run succeeds
+
+
+def test_refresh_429_reports_retry_after(trakt, linked):
+    _user, token = linked(expires_in=EXPIRED)
+    trakt.rate_limit_next("/oauth/token", retry_after=42)
+    assert refresh_token(token).retry_after == 42
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def run(*args):
+    out = StringIO()
+    call_command("refresh_trakt_tokens", "--concurrency", "1", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_command_refreshes_due_links_only(trakt, linked):
+    _u1, due = linked(expires_in=dt.timedelta(hours=2))
+    _u2, later = linked(expires_in=FRESH)
+    due_before, later_before = snapshot(due), snapshot(later)
+    output = run()
+    assert "1 refreshed, 1 not due, 0 need re-authorization, 0 failed" in output
+    assert snapshot(due) != due_before and snapshot(later) == later_before
+
+
+def test_command_within_option_widens_margin(trakt, linked):
+    _user, _token = linked(expires_in=dt.timedelta(days=2))
+    assert "0 refreshed, 1 not due" in run()
+    assert "1 refreshed, 0 not due" in run("--within", "3d")
+    assert trakt.refresh_count() == 1
+
+
+def test_command_force_dry_run_user_and_limit(trakt, linked):
+    u1, t1 = linked(expires_in=FRESH)
+    _u2, t2 = linked(expires_in=FRESH)
+    before = snapshot(t1), snapshot(t2)
+    dry = run("--force", "--dry-run")
+    assert "Dry run: 2 links would be refreshed" in dry and (snapshot(t1), snapshot(t2)) == before
+    assert "1 refreshed" in run("--force", "--user", u1.username)
+    assert snapshot(t1) != before[0] and snapshot(t2) == before[1]
+    assert "1 refreshed" in run("--force", "--limit", "1")
+    assert trakt.refresh_count() == 2
+
+
+def test_command_lists_each_link_at_verbosity_2(trakt, linked):
+    user, _token = linked(expires_in=EXPIRED)
+    output = run("-v", "2")
+    assert f"{user.username}: refreshed" in output
+
+
+def test_command_needs_reauth_is_reported_and_exits_zero(trakt, linked):
+    linked(expires_in=EXPIRED)
+    REJECTIONS["invalid_grant"](trakt)
+    assert "0 refreshed, 0 not due, 1 need re-authorization, 0 failed" in run()
+    # A flagged link is not looked at again.
+    assert "0 refreshed, 0 not due, 0 need re-authorization, 0 failed" in run()
+
+
+@pytest.mark.parametrize("inject", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_command_transient_failure_exits_nonzero_and_keeps_token(trakt, linked, inject, monkeypatch):
+    monkeypatch.setattr("django_trakt.refresh.time.sleep", lambda seconds: None)
+    _user, token = linked(expires_in=EXPIRED)
+    before = snapshot(token)
+    inject(trakt)
+    with pytest.raises(CommandError) as excinfo:
+        run()
+    assert excinfo.value.returncode == 1
+    assert "0 refreshed, 0 not due, 0 need re-authorization, 1 failed" in str(excinfo.value)
+    assert snapshot(token) == before and token.status == TraktToken.Status.ACTIVE
+
+
+def test_command_retries_5xx_with_backoff_then_succeeds(trakt, linked, monkeypatch):
+    waits = []
+    monkeypatch.setattr("django_trakt.refresh.time.sleep", waits.append)
+    linked(expires_in=EXPIRED)
+    trakt.fail_next("/oauth/token", status=502, times=2)
+    assert "1 refreshed" in run()
+    assert waits == [1.0, 2.0] and len(trakt.requests_to("/oauth/token")) == 3
+
+
+def test_command_honours_short_retry_after_and_leaves_long_one(trakt, linked, monkeypatch):
+    waits = []
+    monkeypatch.setattr("django_trakt.refresh.time.sleep", waits.append)
+    linked(expires_in=EXPIRED)
+    trakt.rate_limit_next("/oauth/token", retry_after=3)
+    assert "1 refreshed" in run()
+    assert waits == [3.0]
+    linked(expires_in=EXPIRED)
+    trakt.rate_limit_next("/oauth/token", retry_after=3600)
+    with pytest.raises(CommandError, match="1 failed"):
+        run("--max-retry-after", "60")
+    assert waits == [3.0]  # an hour is not waited out: left for the next run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--within", "soon"], "--within takes a duration"),
+        (["--limit", "0"], "--limit must be a positive number"),
+        (["--concurrency", "-2"], "--concurrency must be a positive number"),
+        (["--concurrency", "500"], "at most 64"),
+        (["--max-rate", "fast"], "--max-rate must be a positive number"),
+        (["--user", "nobody"], "No user 'nobody'"),
+    ],
+)
+def test_command_bad_option_is_a_clear_error(trakt, args, message):
+    with pytest.raises(CommandError, match=message):
+        run(*args)
+
+
+def test_command_without_trakt_app_is_a_clear_error(trakt, linked, settings):
+    linked(expires_in=EXPIRED)
+    settings.SOCIALACCOUNT_PROVIDERS = {"trakt": {"AUTH_URL": "https://auth.trakt.test"}}
+    with pytest.raises(CommandError, match="No Trakt app is configured"):
+        run()
+
+
+# -- on demand: TraktClient.for_user ---------------------------------------------------------
+
+
+def test_client_uses_valid_token_without_refreshing(trakt, linked):
+    user, token = linked(expires_in=FRESH)
+    settings_doc = TraktClient.for_user(user).get("/users/settings")
+    assert settings_doc["user"]["username"] == user.username
+    assert trakt.requests_to("/oauth/token") == []
+    (request,) = trakt.requests_to("/users/settings")
+    assert request.headers["Authorization"] == f"Bearer {token.access_token}"
+
+
+def test_client_refreshes_expired_token_first(trakt, linked):
+    user, token = linked(expires_in=EXPIRED)
+    old_access = token.access_token
+    TraktClient.for_user(user).get("/users/settings")
+    token.refresh_from_db()
+    assert token.access_token != old_access
+    (request,) = trakt.requests_to("/users/settings")
+    assert request.headers["Authorization"] == f"Bearer {token.access_token}"
+
+
+def test_client_on_401_refreshes_once_and_retries_once(trakt, linked):
+    user, _token = linked(expires_in=FRESH)
+    trakt.fail_next("/users/settings", status=401, json={"error": "invalid_token"})
+    assert TraktClient.for_user(user).get("/users/settings")["user"]["username"] == user.username
+    assert len(trakt.requests_to("/oauth/token")) == 1
+    assert len(trakt.requests_to("/users/settings")) == 2
+
+
+def test_client_on_401_after_another_process_refreshed_uses_new_token(trakt, linked):
+    user, token = linked(expires_in=FRESH)
+    client = TraktClient.for_user(user)
+    refresh_token(token, force=True)  # "another process"
+    assert client.get("/users/settings")["user"]["username"] == user.username
+    assert trakt.refresh_count() == 1  # no second refresh was spent
+
+
+@pytest.mark.parametrize("inject", REJECTIONS.values(), ids=REJECTIONS.keys())
+def test_client_rejected_refresh_raises_reauthorization_required(trakt, linked, inject):
+    user, token = linked(expires_in=EXPIRED)
+    before = snapshot(token)
+    inject(trakt)
+    with pytest.raises(TraktReauthorizationRequired):
+        TraktClient.for_user(user).get("/users/settings")
+    assert snapshot(token) == before and token.status == TraktToken.Status.NEEDS_REAUTH
+    with pytest.raises(TraktReauthorizationRequired):
+        TraktClient.for_user(user)
+
+
+@pytest.mark.parametrize("inject", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_client_transient_refresh_failure_raises_and_keeps_token(trakt, linked, inject):
+    user, token = linked(expires_in=EXPIRED)
+    before = snapshot(token)
+    inject(trakt)
+    with pytest.raises(TraktRefreshFailed):
+        TraktClient.for_user(user).get("/users/settings")
+    assert snapshot(token) == before and token.status == TraktToken.Status.ACTIVE
+
+
+def test_client_for_user_without_link_is_typed_error(trakt, db, django_user_model):
+    user = django_user_model.objects.create_user("nolink")
+    with pytest.raises(TraktNotLinked):
+        TraktClient.for_user(user)
