@@ -1,5 +1,7 @@
 """Settings for the test suite: SQLite by default, PostgreSQL with DATABASE_URL."""
 
+import os
+
 import dj_database_url
 
 SECRET_KEY = "django-trakt-tests-not-secret"
@@ -65,12 +67,15 @@ TRAKT_CLIENT_SECRET = "test-client-secret"
 # Fixed test keys (Fernet.generate_key() output); never use these anywhere else.
 TRAKT_TOKEN_KEYS = ["SmUfeQ2TCpyiwLIkUdEVdg0mC_L5KrdCR_kg3ipfm2E="]
 
+# In-process tests answer these hosts with the local Trakt (tests/conftest.py); the
+# multi-process tests start it as a loopback server and pass its URL to the processes.
+_LOCAL_TRAKT_URL = os.environ.get("TRAKT_TEST_SERVER_URL")
 SOCIALACCOUNT_PROVIDERS = {
     "trakt": {
         "APP": {"client_id": TRAKT_CLIENT_ID, "secret": TRAKT_CLIENT_SECRET},
-        "AUTH_URL": "https://auth.trakt.test",
-        "API_URL": "https://api.trakt.test",
-        "WEB_URL": "https://trakt.test",
+        "AUTH_URL": _LOCAL_TRAKT_URL or "https://auth.trakt.test",
+        "API_URL": _LOCAL_TRAKT_URL or "https://api.trakt.test",
+        "WEB_URL": _LOCAL_TRAKT_URL or "https://trakt.test",
     }
 }
 
