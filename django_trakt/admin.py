@@ -1,45 +1,321 @@
-"""Admin for linked Trakt accounts. It never shows, edits or searches a token."""
+"""Admin for linked Trakt accounts. It never shows, edits or searches a token.
+
+- ``TraktTokenAdmin``: every link with its user, Trakt username, status, expiry
+  ("expired" / "expiring soon" at a glance), last refresh and last error; filters by
+  status and expiry; search by Trakt username and the user's name or email. Read-only:
+  no add form, no edit form, no plain delete (deleting only the token would leave a
+  half-removed link). Two actions: "Refresh now" and "Revoke and unlink".
+- allauth's ``SocialAccount`` admin gets a read-only inline with the link's state and a
+  link to it, when allauth's own admin class is the one registered.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import defaultdict
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from allauth.socialaccount.admin import SocialAccountAdmin
+from allauth.socialaccount.models import SocialAccount
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import F, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from django_trakt.conf import PROVIDER_ID
+from django_trakt.exceptions import TraktConfigurationError
 from django_trakt.models import TraktToken
+from django_trakt.refresh import Outcome, refresh_token
+from django_trakt.revocation import unlink
+
+#: A token expiring within this is shown as "expiring soon".
+EXPIRING_SOON = dt.timedelta(hours=24)
+
+#: How many per-link reasons an action's message lists before "and N more".
+_MAX_DETAILS = 10
+
+
+def trakt_username(account: SocialAccount) -> str:
+    """The Trakt username stored with the account's profile (``extra_data``), or ``""``."""
+    data = account.extra_data if isinstance(account.extra_data, dict) else {}
+    user = data.get("user")
+    return str(user.get("username") or "") if isinstance(user, dict) else ""
+
+
+def expiry_marker(expires_at: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """``"expired"``, ``"expiring soon"`` (within :data:`EXPIRING_SOON`) or ``""``."""
+    if expires_at is None:
+        return ""
+    now = now or timezone.now()
+    if expires_at <= now:
+        return str(_("expired"))
+    if expires_at <= now + EXPIRING_SOON:
+        return str(_("expiring soon"))
+    return ""
+
+
+def _link_name(token: TraktToken) -> str:
+    return trakt_username(token.account) or str(token.account.user)
+
+
+def _with_details(message: str, details: list[str]) -> str:
+    if not details:
+        return message
+    shown = "; ".join(details[:_MAX_DETAILS])
+    if len(details) > _MAX_DETAILS:
+        shown += " " + str(_("and %(count)d more") % {"count": len(details) - _MAX_DETAILS})
+    return f"{message} ({shown})"
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    title = _("expiry")
+    parameter_name = "expiry"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("expired", _("Expired")),
+            ("24h", _("Expiring within 24 hours")),
+            ("7d", _("Expiring within 7 days")),
+            ("later", _("Expiring later")),
+            ("unknown", _("Unknown")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TraktToken]) -> QuerySet[TraktToken] | None:
+        now = timezone.now()
+        value = self.value()
+        if value == "expired":
+            return queryset.filter(expires_at__lte=now)
+        if value == "24h":
+            return queryset.filter(expires_at__gt=now, expires_at__lte=now + dt.timedelta(hours=24))
+        if value == "7d":
+            return queryset.filter(expires_at__gt=now, expires_at__lte=now + dt.timedelta(days=7))
+        if value == "later":
+            return queryset.filter(expires_at__gt=now + dt.timedelta(days=7))
+        if value == "unknown":
+            return queryset.filter(expires_at__isnull=True)
+        return queryset
+
+
+class _TokenDisplay:
+    """Columns shared by the token admin and the inline on the social account admin."""
+
+    @admin.display(description=_("expires"), ordering="expires_at")
+    def expiry(self, token: TraktToken) -> str:
+        if token.expires_at is None:
+            return str(_("unknown"))
+        when = formats.date_format(timezone.localtime(token.expires_at), "SHORT_DATETIME_FORMAT")
+        marker = expiry_marker(token.expires_at)
+        if not marker:
+            return when
+        return format_html("{} <strong>{}</strong>", when, marker)
+
+    @admin.display(description=_("last error"))
+    def short_last_error(self, token: TraktToken) -> str:
+        return Truncator(token.last_error).chars(80)
 
 
 @admin.register(TraktToken)
-class TraktTokenAdmin(admin.ModelAdmin):
-    list_display = ("account_user", "trakt_username", "status", "expires_at", "last_refreshed_at", "updated_at")
-    list_filter = ("status",)
+class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
+    list_display = ("user", "trakt_username", "status", "expiry", "last_refreshed_at", "short_last_error")
+    list_filter = ("status", ExpiryFilter)
     list_select_related = ("account__user",)
-    search_fields = ("account__extra_data__user__username", "account__user__username", "account__user__email")
-    # Only metadata: the *_encrypted columns are not listed, so they are never rendered.
+    search_help_text = _("Search by Trakt username, or by the user's username, name or email.")
+    # Only metadata: the *_encrypted columns are never listed, so they are never rendered.
     fields = (
         "account",
+        "user",
+        "trakt_username",
         "status",
-        "token_type",
-        "scope",
-        "expires_at",
+        "expiry",
         "last_refreshed_at",
         "last_error",
+        "token_type",
+        "scope",
         "created_at",
         "updated_at",
     )
     readonly_fields = fields
-    ordering = ("expires_at",)
+    ordering = (F("expires_at").asc(nulls_last=True), "pk")
+    actions = ("refresh_now", "revoke_and_unlink")
 
-    @admin.display(description=_("user"), ordering="account__user")
-    def account_user(self, token: TraktToken) -> Any:
+    @admin.display(description=_("user"), ordering=f"account__user__{get_user_model().USERNAME_FIELD}")
+    def user(self, token: TraktToken) -> Any:
         return token.account.user
 
     @admin.display(description=_("Trakt username"))
     def trakt_username(self, token: TraktToken) -> str:
-        return str(token.account)
+        return trakt_username(token.account)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        from allauth.account.adapter import get_adapter
+
+        # The JSON key lookup works on PostgreSQL and SQLite alike; tokens are never searched.
+        user_fields = [f"account__user__{name}" for name in get_adapter().get_user_search_fields()]
+        return ["account__extra_data__user__username", *user_fields]
+
+    # -- read-only: tokens come from Trakt's consent, links go with "Revoke and unlink" -----
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        # Tokens come from Trakt's consent, never from a form.
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        # Deleting only the token would leave the account linked without one.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        # has_delete_permission stays as Django decides, so that deleting a user or a
+        # social account (which cascades to the token) is not blocked by this admin.
+        raise PermissionDenied
+
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    def has_unlink_permission(self, request: HttpRequest) -> bool:
+        opts = SocialAccount._meta
+        return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+
+    # -- actions ------------------------------------------------------------------------------
+
+    @admin.action(description=_("Refresh now"), permissions=["refresh"])
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[TraktToken]) -> None:
+        details: dict[Outcome, list[str]] = defaultdict(list)
+        for token in queryset:
+            try:
+                result = refresh_token(token, force=True)
+            except TraktConfigurationError as err:
+                # A site problem (no Trakt app configured), not a link's: stop and say so.
+                self.message_user(request, str(err), messages.ERROR)
+                break
+            details[result.outcome].append(f"{_link_name(token)}: {result.detail}")
+        if count := len(details[Outcome.REFRESHED]):
+            self.message_user(
+                request,
+                ngettext("%(count)d Trakt link was refreshed.", "%(count)d Trakt links were refreshed.", count)
+                % {"count": count},
+                messages.SUCCESS,
+            )
+        if count := len(details[Outcome.NEEDS_REAUTH]):
+            message = ngettext(
+                "%(count)d Trakt link needs its user to sign in with Trakt again.",
+                "%(count)d Trakt links need their users to sign in with Trakt again.",
+                count,
+            ) % {"count": count}
+            self.message_user(request, _with_details(message, details[Outcome.NEEDS_REAUTH]), messages.WARNING)
+        if count := len(details[Outcome.FAILED]):
+            message = ngettext(
+                "%(count)d Trakt link could not be refreshed; try again later.",
+                "%(count)d Trakt links could not be refreshed; try again later.",
+                count,
+            ) % {"count": count}
+            self.message_user(request, _with_details(message, details[Outcome.FAILED]), messages.ERROR)
+        if count := len(details[Outcome.NOT_DUE]):
+            message = ngettext(
+                "%(count)d Trakt link was not refreshed.", "%(count)d Trakt links were not refreshed.", count
+            ) % {"count": count}
+            self.message_user(request, _with_details(message, details[Outcome.NOT_DUE]), messages.INFO)
+
+    @admin.action(description=_("Revoke and unlink"), permissions=["unlink"])
+    def revoke_and_unlink(self, request: HttpRequest, queryset: QuerySet[TraktToken]) -> TemplateResponse | None:
+        tokens = list(queryset.select_related("account__user"))
+        if request.POST.get("post") != "yes":
+            return self._confirm_unlink(request, tokens)
+        confirmed: list[str] = []
+        unconfirmed: list[str] = []
+        for token in tokens:
+            name = _link_name(token)
+            (confirmed if unlink(token.account) else unconfirmed).append(name)
+        if confirmed:
+            message = ngettext(
+                "%(count)d Trakt link was unlinked and revoked at Trakt.",
+                "%(count)d Trakt links were unlinked and revoked at Trakt.",
+                len(confirmed),
+            ) % {"count": len(confirmed)}
+            self.message_user(request, message, messages.SUCCESS)
+        if unconfirmed:
+            message = ngettext(
+                "%(count)d Trakt link was unlinked, but Trakt did not confirm the revocation (see the logs).",
+                "%(count)d Trakt links were unlinked, but Trakt did not confirm the revocation (see the logs).",
+                len(unconfirmed),
+            ) % {"count": len(unconfirmed)}
+            self.message_user(request, _with_details(message, unconfirmed), messages.WARNING)
+        return None
+
+    def _confirm_unlink(self, request: HttpRequest, tokens: list[TraktToken]) -> TemplateResponse:
+        opts = self.opts
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Revoke and unlink Trakt accounts?"),
+            "subtitle": None,
+            "opts": opts,
+            "app_label": opts.app_label,
+            "tokens": tokens,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            [
+                f"admin/{opts.app_label}/{opts.model_name}/revoke_and_unlink_confirmation.html",
+                f"admin/{opts.app_label}/revoke_and_unlink_confirmation.html",
+            ],
+            context,
+        )
+
+
+class TraktTokenInline(_TokenDisplay, admin.StackedInline):
+    """The Trakt link's state on allauth's social account page (read-only)."""
+
+    model = TraktToken
+    fk_name = "account"
+    fields = ("status", "expiry", "last_refreshed_at", "short_last_error")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+    extra = 0
+    max_num = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TraktSocialAccountAdmin(SocialAccountAdmin):
+    """allauth's social account admin, with the Trakt link's state inline."""
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        inlines = list(super().get_inlines(request, obj))
+        if obj is not None and obj.provider == PROVIDER_ID:
+            inlines.append(TraktTokenInline)
+        return inlines
+
+
+# Importing allauth.socialaccount.admin (above) has registered allauth's admin. Extend it
+# only when it is allauth's own class: a site that registered its own keeps it.
+if type(admin.site._registry.get(SocialAccount)) is SocialAccountAdmin:
+    admin.site.unregister(SocialAccount)
+    admin.site.register(SocialAccount, TraktSocialAccountAdmin)

@@ -1,0 +1,74 @@
+"""``manage.py rotate_trakt_keys``: re-encrypt stored tokens with the first key.
+
+A thin command over :func:`django_trakt.rotation.rotate_keys`. Exit codes: 0 every
+token is encrypted with the first key; 1 some tokens could not be decrypted with any
+configured key (they are flagged and left as they are; the rest were rotated);
+2 bad options or unusable ``TRAKT_TOKEN_KEYS`` (nothing was touched).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_trakt import crypto
+from django_trakt.exceptions import TraktConfigurationError
+from django_trakt.rotation import DEFAULT_BATCH_SIZE, RotationReport, rotate_keys
+
+EXIT_UNREADABLE = 1
+EXIT_USAGE = 2
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every stored Trakt token with the first key of TRAKT_TOKEN_KEYS, "
+        "so that the older keys can then be removed. Safe to run again."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_BATCH_SIZE,
+            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}).",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Count what would be re-encrypted; write nothing.",
+        )
+
+    def handle(self, *args: Any, batch_size: int, dry_run: bool, verbosity: int, **options: Any) -> None:
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be at least 1, not {batch_size}.", returncode=EXIT_USAGE)
+        try:
+            keys = crypto.configured_keys()
+        except TraktConfigurationError as err:
+            raise CommandError(str(err), returncode=EXIT_USAGE) from err
+        if verbosity >= 2:
+            source = "derived from SECRET_KEY" if crypto.uses_derived_keys() else "in TRAKT_TOKEN_KEYS"
+            self.stdout.write(f"{len(keys)} key(s) {source}; encrypting with the first.")
+
+        def progress(report: RotationReport) -> None:
+            if verbosity >= 2:
+                self.stdout.write(f"  {report.total} tokens checked so far")
+
+        report = rotate_keys(batch_size=batch_size, dry_run=dry_run, progress=progress)
+        verb = "Would re-encrypt" if dry_run else "Re-encrypted"
+        summary = (
+            f"{verb} {report.rotated} token(s) with the first key; "
+            f"{report.already_current} already current; {report.unreadable} unreadable."
+        )
+        if report.unreadable:
+            self.stdout.write(self.style.WARNING(summary))
+            flagged = "would be flagged" if dry_run else "were flagged"
+            raise CommandError(
+                f"{report.unreadable} token(s) cannot be decrypted with any configured key: they {flagged} "
+                "unreadable and left unchanged. Put their key back in TRAKT_TOKEN_KEYS (after the first) and run "
+                "again, or have those users sign in with Trakt again. Do not remove old keys yet.",
+                returncode=EXIT_UNREADABLE,
+            )
+        self.stdout.write(self.style.SUCCESS(summary))
+        if not dry_run and report.total:
+            self.stdout.write("Every stored token now decrypts with the first key: older keys can be removed.")

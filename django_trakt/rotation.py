@@ -1,0 +1,142 @@
+"""Key rotation: re-encrypt every stored token with the first key of ``TRAKT_TOKEN_KEYS``.
+
+Steps (see ``docs/operations.md``): put the new key first and keep the old ones after
+it, deploy, run ``manage.py rotate_trakt_keys``, then remove the old keys.
+
+- **Streams.** Rows are read in primary-key order, ``batch_size`` at a time (keyset
+  pagination), so memory stays flat and no cursor is held open across the batches'
+  commits. Each batch is one transaction that locks its rows
+  (``SELECT ... FOR UPDATE`` on PostgreSQL): a refresh running at the same time waits
+  for the batch or is waited for, and its new token pair is never overwritten with a
+  re-encrypted copy of the old, already spent one.
+- **Can be run again.** Fernet tokens do not name their key, so "already current"
+  means "decrypts with the first key alone": such rows are not written again, and a
+  second run reports every readable row as already current.
+- **Unreadable rows are not fatal.** A token no configured key can decrypt is counted,
+  flagged ``UNREADABLE`` and left exactly as it is (it becomes readable again if its
+  key is put back).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.db import transaction
+from django.utils.translation import gettext
+
+from django_trakt import crypto
+from django_trakt.exceptions import TokenDecryptionError
+from django_trakt.models import TraktToken
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    """What a rotation did (or, in a dry run, would do), in rows of ``TraktToken``."""
+
+    rotated: int = 0
+    already_current: int = 0
+    unreadable: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.rotated + self.already_current + self.unreadable
+
+    def __add__(self, other: RotationReport) -> RotationReport:
+        return RotationReport(
+            self.rotated + other.rotated,
+            self.already_current + other.already_current,
+            self.unreadable + other.unreadable,
+        )
+
+
+def _is_current(current: Fernet, ciphertext: str) -> bool:
+    if not ciphertext:
+        return True
+    try:
+        current.decrypt(ciphertext.encode("ascii"))
+    except (InvalidToken, UnicodeError):
+        return False
+    return True
+
+
+def _reencrypted(current: Fernet, ciphertext: str) -> str:
+    return ciphertext if _is_current(current, ciphertext) else crypto.reencrypt(ciphertext)
+
+
+def rotate_keys(
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    progress: Callable[[RotationReport], None] | None = None,
+) -> RotationReport:
+    """Re-encrypt every stored token with the first configured key.
+
+    ``dry_run`` writes nothing (not even the ``UNREADABLE`` flag) and reports what a
+    real run would do. ``progress`` is called with the running totals after each
+    batch. Raises :class:`~django_trakt.exceptions.TraktConfigurationError` (before
+    touching anything) when the configured keys are unusable.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    current = Fernet(crypto.configured_keys()[0])
+    report = RotationReport()
+    last_pk = None
+    while True:
+        pks = TraktToken.objects.order_by("pk")
+        if last_pk is not None:
+            pks = pks.filter(pk__gt=last_pk)
+        batch = list(pks.values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return report
+        last_pk = batch[-1]
+        report += _rotate_batch(current, batch, dry_run=dry_run)
+        if progress is not None:
+            progress(report)
+
+
+def _rotate_batch(current: Fernet, pks: list[int], *, dry_run: bool) -> RotationReport:
+    rotated: list[TraktToken] = []
+    healed: list[int] = []  # flagged UNREADABLE, but readable now (their key is back)
+    unreadable: list[int] = []
+    already_current = 0
+    with transaction.atomic():
+        rows = (
+            TraktToken.objects.select_for_update()
+            .filter(pk__in=pks)
+            .order_by("pk")
+            .values_list("pk", "account_id", "status", "access_token_encrypted", "refresh_token_encrypted")
+        )
+        for pk, account_id, status, access, refresh in rows:
+            try:
+                new_access, new_refresh = _reencrypted(current, access), _reencrypted(current, refresh)
+            except TokenDecryptionError:
+                logger.error("Trakt token of account %s cannot be decrypted with any configured key", account_id)
+                unreadable.append(pk)
+                continue
+            if status == TraktToken.Status.UNREADABLE:
+                healed.append(pk)
+            if (new_access, new_refresh) == (access, refresh):
+                already_current += 1
+            else:
+                rotated.append(
+                    TraktToken(pk=pk, access_token_encrypted=new_access, refresh_token_encrypted=new_refresh)
+                )
+        if not dry_run:
+            # bulk_update leaves updated_at alone: rotating keys changes no token.
+            TraktToken.objects.bulk_update(rotated, ["access_token_encrypted", "refresh_token_encrypted"])
+            if healed:
+                # As reading a token with the right key does (TraktToken._clear_unreadable).
+                TraktToken.objects.filter(pk__in=healed).update(status=TraktToken.Status.ACTIVE, last_error="")
+            if unreadable:
+                TraktToken.objects.filter(pk__in=unreadable).update(
+                    status=TraktToken.Status.UNREADABLE,
+                    last_error=gettext("The stored token cannot be decrypted with the configured keys."),
+                )
+    return RotationReport(rotated=len(rotated), already_current=already_current, unreadable=len(unreadable))
