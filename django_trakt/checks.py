@@ -76,3 +76,149 @@ def check_email_on_signup(app_configs: Any = None, **kwargs: Any) -> list[checks
             )
         ]
     return []
+
+
+# -- production setup: the callback's scheme, the Trakt app's credentials, the secret ------
+# Deployment checks (``manage.py check --deploy``), quiet while DEBUG is on; the two
+# that read the database do so only when given it (``--database default``), so they
+# never run, nor fail, inside ``migrate``. Imports are local: these need allauth's
+# models and the URLconf, which are loaded by the time checks run.
+
+SETTINGS_APP_HINT = (
+    'Keep the credentials in the environment: SOCIALACCOUNT_PROVIDERS = {"trakt": {"APP": {'
+    '"client_id": os.environ["TRAKT_CLIENT_ID"], "secret": os.environ["TRAKT_CLIENT_SECRET"]}}}.'
+)
+REGISTER_HINT = (
+    "Register an app at https://trakt.tv/oauth/applications with the redirect URI printed by "
+    "manage.py trakt_redirect_uri. "
+)
+
+
+def _trakt_app_rows(databases: Any, *, with_client_id: bool = False) -> list[tuple[Any, str]] | None:
+    """``(pk, name)`` of the Trakt ``SocialApp`` rows that hold a secret (and a client id).
+
+    ``None`` when the check may not read that database (``databases`` is how Django
+    says which ones it may: ``migrate``, ``check --database``) or cannot (not migrated
+    yet): a check must never crash ``migrate``.
+    """
+    from allauth.socialaccount.models import SocialApp
+    from django.db import DatabaseError, router, transaction
+    from django.db.models import Q
+
+    from django_trakt.conf import PROVIDER_ID
+
+    alias = router.db_for_read(SocialApp)
+    if not databases or alias not in databases:
+        return None
+    rows = (
+        SocialApp.objects.using(alias).filter(Q(provider=PROVIDER_ID) | Q(provider_id=PROVIDER_ID)).exclude(secret="")
+    )
+    if with_client_id:
+        rows = rows.exclude(client_id="")
+    try:
+        # In a savepoint, so a missing table cannot break an enclosing transaction.
+        with transaction.atomic(using=alias):
+            return list(rows.order_by("pk").values_list("pk", "name"))
+    except DatabaseError:
+        return None
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_callback_https(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W004: in production, the callback sent to Trakt is ``http://`` for a plain-HTTP request."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.urls import NoReverseMatch
+
+    from django_trakt.redirect_uri import trakt_callback_url_for_host
+
+    if settings.DEBUG:
+        return []
+    if settings.SECURE_SSL_REDIRECT and "django.middleware.security.SecurityMiddleware" in settings.MIDDLEWARE:
+        return []  # a plain-HTTP request is redirected to HTTPS before it can start a login
+    try:
+        # What allauth sends when the request reached Django over plain HTTP; the
+        # host plays no part in the scheme.
+        url = trakt_callback_url_for_host("site.invalid", secure=False, validate_host=False)
+    except (NoReverseMatch, ImproperlyConfigured):
+        return []  # allauth's URLs are not installed: nothing is sent to Trakt
+    if not url.startswith("http://"):
+        return []
+    return [
+        checks.Warning(
+            f"The callback URL sent to Trakt ({urlsplit(url).path}) is http:// whenever a request reaches "
+            "Django over plain HTTP, as behind a proxy that terminates TLS: Trakt asks for HTTPS, and an "
+            "https:// redirect URI registered with Trakt would not match.",
+            hint='Set ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" (allauth then always sends https); behind a proxy '
+            'also SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https"). Register the URL printed by '
+            "manage.py trakt_redirect_uri --https.",
+            id="django_trakt.W004",
+        )
+    ]
+
+
+@checks.register(deploy=True)
+def check_trakt_app_credentials(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E002: in production, no client id and secret for Trakt, in the settings or the database."""
+    from django.conf import settings
+
+    if settings.DEBUG:
+        return []
+    provider = trakt_settings.provider_settings
+    # allauth reads "APPS" when present, else "APP".
+    key = "APPS" if provider.get("APPS") is not None else "APP"
+    configs = provider.get(key)
+    configs = [] if configs is None else (list(configs) if key == "APPS" else [configs])
+    problems: list[checks.CheckMessage] = []
+    for position, config in enumerate(configs):
+        where = f'SOCIALACCOUNT_PROVIDERS["trakt"]["{key}"]' + (f"[{position}]" if key == "APPS" else "")
+        missing = [name for name in ("client_id", "secret") if not isinstance(config, dict) or not config.get(name)]
+        if missing:
+            problems.append(
+                checks.Error(
+                    f"{where} has no {' and no '.join(missing)}: signing in with Trakt fails.",
+                    hint=REGISTER_HINT + SETTINGS_APP_HINT,
+                    id="django_trakt.E002",
+                )
+            )
+    if problems or configs:
+        return problems
+    rows = _trakt_app_rows(databases, with_client_id=True)
+    if rows is None or rows:
+        return []  # the database may not or cannot be read, or holds the app
+    return [
+        checks.Error(
+            'No client id and secret are configured for Trakt (neither in SOCIALACCOUNT_PROVIDERS["trakt"] '
+            "nor in a SocialApp): signing in with Trakt and linking by code fail.",
+            hint=REGISTER_HINT + SETTINGS_APP_HINT,
+            id="django_trakt.E002",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_secret_in_database(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W005: in production, the Trakt client secret is stored in a ``SocialApp`` row."""
+    from django.conf import settings
+
+    if settings.DEBUG:
+        return []
+    rows = _trakt_app_rows(databases)
+    if not rows:
+        return []
+    names = ", ".join(repr(name) if name else f"#{pk}" for pk, name in rows)
+    return [
+        checks.Warning(
+            f"The Trakt client secret is stored in the database (SocialApp {names}): whoever can read the "
+            "database, one of its backups or that admin page can read the secret.",
+            hint=SETTINGS_APP_HINT + " Then delete the SocialApp row: allauth refuses to choose between an app "
+            "in the settings and one in the database.",
+            id="django_trakt.W005",
+        )
+    ]

@@ -1,0 +1,345 @@
+"""Linking by code: Trakt's device flow as three pages of the site (``site_urls``).
+
+For sites Trakt cannot redirect to (a media server on a home network): a signed-in
+user starts (``device_start``), sees a short code and the address where to enter it on
+any device (``device_pending``), and the page polls ``device_poll`` until they approve
+or deny. The result is the same linked ``SocialAccount`` and ``TraktToken`` as the
+redirect flow: the account is connected through allauth (``SocialLogin.connect``, or
+``lookup`` when it was linked before), whose signals make ``receivers`` store the token.
+
+The device code is a bearer for polling: it stays in the session, never in a page,
+a URL, a JSON answer or a log line. ``device_poll`` calls Trakt at most once per call
+and never before the interval Trakt asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from allauth.account.adapter import get_adapter as get_account_adapter
+from allauth.account.decorators import reauthentication_required
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.socialaccount import signals as socialaccount_signals
+from allauth.socialaccount.adapter import get_adapter
+from allauth.socialaccount.models import SocialAccount, SocialLogin
+from allauth.socialaccount.providers.base import ProviderException
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.functional import Promise
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from django_trakt import device, http
+from django_trakt.conf import PROVIDER_ID, get_trakt_app
+from django_trakt.device import DeviceStatus
+from django_trakt.exceptions import (
+    TraktConfigurationError,
+    TraktError,
+    TraktForbidden,
+    TraktServerError,
+    TraktTransportError,
+)
+from django_trakt.views import TraktOAuth2Adapter
+
+logger = logging.getLogger(__name__)
+
+#: Where the pending code lives in the session.
+SESSION_KEY = "django_trakt_device"
+#: The longest wait between two polls, however often Trakt says "slow down".
+MAX_INTERVAL = 60.0
+
+WAITING = _("Waiting for you to approve on Trakt…")
+SLOW_DOWN = _("Trakt asked us to slow down; checking less often.")
+UNAVAILABLE = _("Trakt is temporarily unavailable; still trying.")
+FINAL_MESSAGES = {
+    DeviceStatus.INVALID: _("Trakt does not know this code. Please start again."),
+    DeviceStatus.USED: _("This code has already been used. Please start again."),
+    DeviceStatus.EXPIRED: _("The code has expired. Please start again."),
+    DeviceStatus.DENIED: _("The request was denied on Trakt. Nothing was linked."),
+}
+NOT_CONFIGURED = _("Linking with Trakt is not configured on this site.")
+START_FAILED = _("Trakt is temporarily unavailable. Please try again in a moment.")
+NOTHING_PENDING = _("No linking by code is in progress.")
+LINK_FAILED = _("Trakt approved, but the link could not be completed. Please start again.")
+OTHER_USER = _("This Trakt account is already linked to another user of this site.")
+REFUSED = _("This site did not accept that Trakt account.")
+
+
+def _clock() -> float:
+    """Seconds since the epoch; one place, so tests can move time forward."""
+    return time.time()
+
+
+@dataclass
+class Outcome:
+    """What one poll means for the page: a status, a message, and what comes next."""
+
+    status: str
+    message: str | Promise
+    final: bool = False
+    redirect: str | None = None
+    retry_in: int = 0
+    interval: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "message": str(self.message),
+            "final": self.final,
+            "redirect": self.redirect,
+            "retry_in": self.retry_in,
+            "interval": self.interval,
+        }
+
+
+# -- the pending code, in the session --------------------------------------------------------
+
+
+def _pending(request: HttpRequest) -> dict[str, Any] | None:
+    """The signed-in user's pending code, or ``None`` (dropping one that is not theirs)."""
+    pending = request.session.get(SESSION_KEY)
+    if not isinstance(pending, dict):
+        return None
+    if pending.get("user") != str(request.user.pk) or not isinstance(pending.get("device_code"), str):
+        request.session.pop(SESSION_KEY, None)
+        return None
+    return pending
+
+
+def _save(request: HttpRequest, pending: dict[str, Any]) -> None:
+    request.session[SESSION_KEY] = pending
+
+
+def _drop(request: HttpRequest) -> None:
+    request.session.pop(SESSION_KEY, None)
+
+
+def _retry_in(pending: dict[str, Any], now: float) -> int:
+    return max(0, math.ceil(float(pending["next_poll_at"]) - now))
+
+
+def _waiting(pending: dict[str, Any], now: float, status: str = "pending", message: Any = WAITING) -> Outcome:
+    """Not done yet: remember what the page last said, and say when to ask again."""
+    pending["status"] = str(status)
+    pending["message"] = str(message)
+    return Outcome(status, message, retry_in=_retry_in(pending, now), interval=float(pending["interval"]))
+
+
+def _safe_next(request: HttpRequest, value: str | None) -> str:
+    if value and url_has_allowed_host_and_scheme(
+        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return value
+    return ""
+
+
+# -- views -----------------------------------------------------------------------------------
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+@reauthentication_required(allow_get=True, app="allauth.socialaccount")
+def device_start(request: HttpRequest) -> HttpResponse:
+    """GET: the "Link with a code" button. POST: ask Trakt for a code, then show it."""
+    if request.method != "POST":
+        return _render_start(request, next_url=_safe_next(request, request.GET.get("next")))
+    next_url = _safe_next(request, request.POST.get("next"))
+    try:
+        app = get_trakt_app(request)
+    except TraktConfigurationError:
+        logger.error("Linking by code failed: no Trakt app is configured (see check django_trakt.E002)")
+        return _render_start(request, error=NOT_CONFIGURED, next_url=next_url)
+    try:
+        authorization = device.request_device_code(client_id=app.client_id)
+    except TraktError as err:
+        logger.warning("Trakt did not hand out a device code: %s", type(err).__name__)
+        return _render_start(request, error=START_FAILED, next_url=next_url)
+    now = _clock()
+    _save(
+        request,
+        {
+            "user": str(request.user.pk),
+            "device_code": authorization.device_code,
+            "user_code": authorization.user_code,
+            "verification_url": authorization.verification_url,
+            "expires_at": now + authorization.expires_in,
+            "interval": authorization.interval,
+            # Trakt wants the interval waited before the first poll too.
+            "next_poll_at": now + authorization.interval,
+            "next": next_url,
+            "message": str(WAITING),
+        },
+    )
+    return redirect("django_trakt:device_pending")
+
+
+@never_cache
+@login_required
+@require_GET
+def device_pending(request: HttpRequest) -> HttpResponse:
+    """The code, where to enter it, and a page that completes by itself."""
+    pending = _pending(request)
+    if pending is None:
+        return redirect("django_trakt:device_start")
+    now = _clock()
+    context = {
+        "user_code": pending["user_code"],
+        "verification_url": pending["verification_url"],
+        "expires_in_minutes": max(0, math.ceil((float(pending["expires_at"]) - now) / 60)),
+        "message": pending.get("message") or WAITING,
+        "retry_in": _retry_in(pending, now),
+        "interval": pending["interval"],
+    }
+    return render(request, "django_trakt/device_pending.html", context)
+
+
+@never_cache
+@login_required
+@require_POST
+def device_poll(request: HttpRequest) -> HttpResponse:
+    """One check with Trakt: JSON for the page's script, a redirect (or a page) without it."""
+    outcome = _poll(request)
+    if _wants_json(request):
+        return JsonResponse(outcome.as_json())
+    if outcome.redirect:
+        return HttpResponseRedirect(outcome.redirect)
+    if outcome.final:
+        return _render_start(request, error=outcome.message)
+    return redirect("django_trakt:device_pending")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _render_start(request: HttpRequest, *, error: Any = None, next_url: str = "") -> HttpResponse:
+    return render(request, "django_trakt/device_start.html", {"error": error, "next": next_url})
+
+
+# -- one poll ----------------------------------------------------------------------------------
+
+
+def _poll(request: HttpRequest) -> Outcome:
+    pending = _pending(request)
+    if pending is None:
+        return Outcome("none", NOTHING_PENDING, final=True)
+    now = _clock()
+    if now >= float(pending["expires_at"]):
+        _drop(request)
+        return Outcome(DeviceStatus.EXPIRED, FINAL_MESSAGES[DeviceStatus.EXPIRED], final=True)
+    if now < float(pending["next_poll_at"]):
+        # Too early: repeat the last answer without asking Trakt (which would say 429).
+        return _waiting(
+            pending, now, status=pending.get("status") or "pending", message=pending.get("message") or WAITING
+        )
+    try:
+        app = get_trakt_app(request)
+    except TraktConfigurationError:
+        logger.error("Linking by code failed: no Trakt app is configured (see check django_trakt.E002)")
+        _drop(request)
+        return Outcome("error", NOT_CONFIGURED, final=True)
+    interval = float(pending["interval"])
+    try:
+        answer = device.poll_device_token(
+            client_id=app.client_id, client_secret=app.secret, device_code=pending["device_code"]
+        )
+    except (TraktTransportError, TraktServerError, TraktForbidden) as err:
+        # An outage (or Cloudflare) is not the user's answer: keep the code, try again.
+        logger.warning("Trakt device token poll failed, will retry: %s", type(err).__name__)
+        pending["next_poll_at"] = now + max(interval, 1.0)
+        outcome = _waiting(pending, now, status="unavailable", message=UNAVAILABLE)
+        _save(request, pending)
+        return outcome
+    except TraktError as err:
+        logger.warning(
+            "Trakt device token poll failed: %s (HTTP %s)", type(err).__name__, getattr(err, "status_code", "-")
+        )
+        _drop(request)
+        return Outcome("error", LINK_FAILED, final=True)
+    if answer.status is DeviceStatus.PENDING:
+        pending["next_poll_at"] = now + interval
+        outcome = _waiting(pending, now)
+        _save(request, pending)
+        return outcome
+    if answer.status is DeviceStatus.SLOW_DOWN:
+        interval = min(max(interval * 2, 1.0), MAX_INTERVAL)
+        wait = max(interval, min(answer.retry_after or 0.0, MAX_INTERVAL))
+        pending["interval"] = interval
+        pending["next_poll_at"] = now + wait
+        outcome = _waiting(pending, now, status=DeviceStatus.SLOW_DOWN, message=SLOW_DOWN)
+        _save(request, pending)
+        return outcome
+    _drop(request)
+    if answer.status is not DeviceStatus.APPROVED or answer.grant is None:
+        logger.info("Linking by code ended at Trakt: %s", answer.status)
+        return Outcome(answer.status, FINAL_MESSAGES[answer.status], final=True)
+    return _complete(request, app, answer.grant, next_url=str(pending.get("next") or ""))
+
+
+def _complete(request: HttpRequest, app: Any, grant: Any, *, next_url: str) -> Outcome:
+    """Approved: connect the Trakt account to the signed-in user, the way allauth does."""
+    try:
+        profile = http.get_user_settings(app.client_id, grant.access_token)
+        provider = get_adapter(request).get_provider(request, PROVIDER_ID)
+        sociallogin = provider.sociallogin_from_response(request, profile)
+    except (TraktError, ProviderException) as err:
+        logger.warning("Trakt approved a device code, but the profile failed: %s", type(err).__name__)
+        return Outcome("error", LINK_FAILED, final=True)
+    token = TraktOAuth2Adapter(request).parse_token(grant)
+    if app.pk:
+        token.app = app
+    sociallogin.token = token
+    sociallogin.state = {"process": "connect", "next": next_url}
+    uid = sociallogin.account.uid
+    existing = SocialAccount.objects.filter(provider=PROVIDER_ID, uid=uid).first()
+    if existing is not None and existing.user_id != request.user.pk:
+        # Refuse before allauth's lookup, which would update that other link.
+        logger.warning("Trakt account %s is linked to another user; device link refused", existing.pk)
+        return Outcome("other_user", OTHER_USER, final=True)
+    try:
+        with transaction.atomic():
+            if existing is not None:
+                # Linked before: allauth updates the profile and sends
+                # social_account_updated, which stores the new tokens.
+                sociallogin.lookup()
+            get_adapter(request).pre_social_login(request, sociallogin)
+            socialaccount_signals.pre_social_login.send(sender=SocialLogin, request=request, sociallogin=sociallogin)
+            if existing is None:
+                # Saves the account and sends social_account_added: the tokens are stored.
+                sociallogin.connect(request, request.user)
+    except ImmediateHttpResponse:
+        logger.info("The site's adapter refused a Trakt account linked by code")
+        return Outcome("refused", REFUSED, final=True)
+    except IntegrityError:
+        logger.warning("Trakt account linked concurrently; device link refused")
+        return Outcome("other_user", OTHER_USER, final=True)
+    logger.info("Linked Trakt account %s to user %s by code", sociallogin.account.pk, request.user.pk)
+    get_account_adapter(request).add_message(
+        request,
+        messages.INFO,
+        "socialaccount/messages/account_connected_updated.txt"
+        if existing is not None
+        else "socialaccount/messages/account_connected.txt",
+        message_context={"sociallogin": sociallogin, "action": "updated" if existing is not None else "added"},
+    )
+    target = sociallogin.get_redirect_url(request) or get_adapter(request).get_connect_redirect_url(
+        request, sociallogin.account
+    )
+    name = str(sociallogin.account.get_provider_account())
+    return Outcome(
+        "linked",
+        _("Your Trakt account %(name)s is linked.") % {"name": name},
+        final=True,
+        redirect=target,
+    )
