@@ -40,12 +40,23 @@ PAGE_SIZE = 100
 class TraktClient:
     """Calls to Trakt's API, with the app's key and, for a user, their token."""
 
-    def __init__(self, *, token: TraktToken | None = None, app: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: TraktToken | None = None,
+        app: Any = None,
+        timeout: float | None = None,
+        max_retry_wait: float = SHORT_RETRY_AFTER,
+    ) -> None:
         self._app = app
         self.token = token
+        #: Seconds per request (None: the TIMEOUT setting); page renders pass less.
+        self.timeout = timeout
+        #: The longest ``Retry-After`` waited out once; a longer one is raised at once.
+        self.max_retry_wait = max_retry_wait
 
     @classmethod
-    def for_user(cls, user: Any) -> TraktClient:
+    def for_user(cls, user: Any, **options: Any) -> TraktClient:
         """A client acting as ``user``; :class:`TraktNotLinked` or
         :class:`TraktReauthorizationRequired` when that cannot work."""
         if user is None or not getattr(user, "is_authenticated", False):
@@ -59,7 +70,7 @@ class TraktClient:
         if token is None:
             raise TraktNotLinked(f"User {user.pk} has no Trakt account linked.")
         cls._raise_if_flagged(token)
-        return cls(token=token)
+        return cls(token=token, **options)
 
     @staticmethod
     def _raise_if_flagged(token: TraktToken) -> None:
@@ -121,12 +132,20 @@ class TraktClient:
         self, method: str, url: str, access_token: str | None, params: Any, json: Any
     ) -> Any:
         def attempt() -> Any:
-            return send(method, url, client_id=self.app.client_id, access_token=access_token, params=params, json=json)
+            return send(
+                method,
+                url,
+                client_id=self.app.client_id,
+                access_token=access_token,
+                params=params,
+                json=json,
+                timeout=self.timeout,
+            )
 
         try:
             return attempt()
         except TraktRateLimited as err:
-            if err.retry_after is None or err.retry_after > SHORT_RETRY_AFTER:
+            if err.retry_after is None or err.retry_after > self.max_retry_wait:
                 raise
             time.sleep(err.retry_after)
             return attempt()

@@ -79,6 +79,107 @@ class TraktSettings:
             return [keys]
         return list(keys)
 
+    # -- template tags, watchlist cache, self-hosted images (docs/templates.md) -----------
+
+    @staticmethod
+    def _number(name: str, default: float, minimum: float = 0) -> float:
+        value = getattr(settings, name, None)
+        try:
+            return max(minimum, float(value)) if value is not None else default
+        except (TypeError, ValueError):
+            return default
+
+    @property
+    def CACHE(self) -> str:
+        """``TRAKT_CACHE``: alias of the Django cache holding watchlists (and image failures)."""
+        return str(getattr(settings, "TRAKT_CACHE", None) or "default")
+
+    @property
+    def WATCHLIST_TTL(self) -> float:
+        """``TRAKT_WATCHLIST_TTL``: seconds a fetched watchlist is shown without asking Trakt."""
+        return self._number("TRAKT_WATCHLIST_TTL", 300.0)
+
+    @property
+    def WATCHLIST_STALE_TTL(self) -> float:
+        """``TRAKT_WATCHLIST_STALE_TTL``: seconds the last good copy is kept for when Trakt fails."""
+        return self._number("TRAKT_WATCHLIST_STALE_TTL", 7 * 24 * 3600.0, minimum=1)
+
+    @property
+    def WATCHLIST_MAX_ITEMS(self) -> int:
+        """``TRAKT_WATCHLIST_MAX_ITEMS``: most items a watchlist tag fetches (its ``limit`` is capped)."""
+        return int(self._number("TRAKT_WATCHLIST_MAX_ITEMS", 100, minimum=1))
+
+    @property
+    def PAGE_TIMEOUT(self) -> float:
+        """``TRAKT_PAGE_TIMEOUT``: seconds per Trakt request made while a page renders."""
+        return self._number("TRAKT_PAGE_TIMEOUT", 3.0, minimum=0.1)
+
+    @property
+    def PAGE_RETRY_WAIT(self) -> float:
+        """``TRAKT_PAGE_RETRY_WAIT``: longest ``Retry-After`` a render waits out (0: never sleeps)."""
+        return self._number("TRAKT_PAGE_RETRY_WAIT", 0.0)
+
+    @property
+    def FAILURE_BACKOFF(self) -> float:
+        """``TRAKT_FAILURE_BACKOFF``: seconds renders stop asking Trakt about a list after a failure."""
+        return self._number("TRAKT_FAILURE_BACKOFF", 60.0)
+
+    @property
+    def IMAGE_HOSTS(self) -> list[str]:
+        """``TRAKT_IMAGE_HOSTS``: hosts images may be fetched from (``".example.com"``: any subdomain)."""
+        hosts = getattr(settings, "TRAKT_IMAGE_HOSTS", None)
+        if hosts is None:
+            # Where Trakt serves avatars and posters from (docs/templates.md, "Images").
+            return ["walter.trakt.tv", "walter-r2.trakt.tv", "media.trakt.tv", "secure.gravatar.com"]
+        if isinstance(hosts, str):
+            hosts = [hosts]
+        return [str(host).strip().lower() for host in hosts if str(host).strip()]
+
+    @property
+    def IMAGE_MAX_BYTES(self) -> int:
+        """``TRAKT_IMAGE_MAX_BYTES``: largest image accepted from Trakt's hosts."""
+        return int(self._number("TRAKT_IMAGE_MAX_BYTES", 2 * 1024 * 1024, minimum=1))
+
+    @property
+    def IMAGE_TIMEOUT(self) -> float:
+        """``TRAKT_IMAGE_TIMEOUT``: seconds for a whole image download, redirects included."""
+        return self._number("TRAKT_IMAGE_TIMEOUT", 5.0, minimum=0.1)
+
+    @property
+    def IMAGE_MAX_REDIRECTS(self) -> int:
+        """``TRAKT_IMAGE_MAX_REDIRECTS``: redirects followed (each one checked again)."""
+        return int(self._number("TRAKT_IMAGE_MAX_REDIRECTS", 3))
+
+    @property
+    def IMAGE_STORAGE(self) -> str:
+        """``TRAKT_IMAGE_STORAGE``: alias in ``STORAGES`` where fetched images are kept."""
+        return str(getattr(settings, "TRAKT_IMAGE_STORAGE", None) or "default")
+
+    @property
+    def IMAGE_PREFIX(self) -> str:
+        """``TRAKT_IMAGE_PREFIX``: folder of the fetched images inside that storage."""
+        return str(getattr(settings, "TRAKT_IMAGE_PREFIX", None) or "django_trakt").strip("/")
+
+    @property
+    def IMAGE_MAX_AGE(self) -> int:
+        """``TRAKT_IMAGE_MAX_AGE``: ``Cache-Control`` max-age of a served image."""
+        return int(self._number("TRAKT_IMAGE_MAX_AGE", 7 * 24 * 3600))
+
+    @property
+    def IMAGE_RETRY_AFTER(self) -> float:
+        """``TRAKT_IMAGE_RETRY_AFTER``: seconds the default image stands in after a failed fetch."""
+        return self._number("TRAKT_IMAGE_RETRY_AFTER", 900.0)
+
+    @property
+    def IMAGE_RESOLVER(self) -> Any:
+        """``TRAKT_IMAGE_RESOLVER``: ``host -> IP addresses`` callable (or dotted path); None: DNS."""
+        resolver = getattr(settings, "TRAKT_IMAGE_RESOLVER", None)
+        if isinstance(resolver, str):
+            from django.utils.module_loading import import_string
+
+            return import_string(resolver)
+        return resolver
+
 
 trakt_settings = TraktSettings()
 

@@ -102,8 +102,12 @@ def send(
     json: Any = None,
     params: Mapping[str, Any] | None = None,
     raise_for_status: bool = True,
+    timeout: float | None = None,
 ) -> requests.Response:
     """Send one request to Trakt and return its response.
+
+    ``timeout`` (seconds) overrides the ``TIMEOUT`` setting, e.g. a shorter budget
+    for calls made while a page renders.
 
     Raises :class:`TraktTimeout` / :class:`TraktTransportError` when Trakt cannot be
     reached, and (unless ``raise_for_status`` is false) the typed
@@ -117,7 +121,7 @@ def send(
             headers=trakt_headers(client_id, access_token),
             json=json,
             params=params,
-            timeout=trakt_settings.TIMEOUT,
+            timeout=trakt_settings.TIMEOUT if timeout is None else timeout,
             allow_redirects=False,
         )
     except requests.Timeout as err:

@@ -38,9 +38,11 @@ class TraktAccount(ProviderAccount):
 
     def get_avatar_url(self) -> str | None:
         # Trakt forbids hotlinking its images, the avatar included: never hand out
-        # the profile's image URL. The self-hosted avatar arrives with the template
-        # tags (see the README's roadmap).
-        return None
+        # the profile's image URL, only this site's copy (django_trakt.image_views);
+        # None when the profile has no avatar we would fetch.
+        from django_trakt.images import avatar_url
+
+        return avatar_url(self.account)
 
     def to_str(self) -> str:
         return self.username or super().to_str()

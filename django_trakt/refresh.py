@@ -29,6 +29,7 @@ from django_trakt import oauth, signals
 from django_trakt.conf import get_trakt_app
 from django_trakt.exceptions import (
     TokenDecryptionError,
+    TraktConfigurationError,
     TraktError,
     TraktInvalidGrant,
     TraktMalformedResponse,
@@ -167,12 +168,19 @@ def _describe(err: TraktError) -> str:
 
 
 def _redirect_uri() -> str:
-    # Trakt's refresh grant wants the redirect URI the app is registered with; it is
-    # the same callback URL the login sends (see the trakt_redirect_uri command).
-    from allauth.utils import build_absolute_uri
-    from django.urls import reverse
+    # Trakt's refresh grant wants the redirect URI the app is registered with: the
+    # callback URL the login sends. Outside a request allauth builds it with the
+    # sites framework (see the trakt_redirect_uri command).
+    from django.core.exceptions import ImproperlyConfigured
 
-    return build_absolute_uri(None, reverse("trakt_callback"))
+    from django_trakt.redirect_uri import trakt_callback_url
+
+    try:
+        return trakt_callback_url()
+    except ImproperlyConfigured as err:
+        raise TraktConfigurationError(
+            "Refreshing outside a request needs django.contrib.sites (SITE_ID) to build the redirect URI."
+        ) from err
 
 
 def refresh_with_retries(

@@ -78,9 +78,8 @@ def test_concurrent_commands_and_on_demand_refresh_each_token_exactly_once(serve
 
     def on_demand(users):
         try:
-            with override_settings(SOCIALACCOUNT_PROVIDERS=providers):
-                for user in users:
-                    TraktClient.for_user(user).get("/users/settings")
+            for user in users:
+                TraktClient.for_user(user).get("/users/settings")
         except BaseException as err:  # reported below, in the test thread
             on_demand_errors.append(err)
         finally:
@@ -89,11 +88,13 @@ def test_concurrent_commands_and_on_demand_refresh_each_token_exactly_once(serve
     commands = [start_command(server_url) for _ in range(PROCESSES)]
     users = [user for user, _token in links]
     pages = [threading.Thread(target=on_demand, args=(users[n::2],)) for n in range(2)]
-    for thread in pages:
-        thread.start()
-    outputs = [command.communicate(timeout=120)[0] for command in commands]
-    for thread in pages:
-        thread.join(timeout=120)
+    # Settings are process-wide: override them once, around every thread's lifetime.
+    with override_settings(SOCIALACCOUNT_PROVIDERS=providers):
+        for thread in pages:
+            thread.start()
+        outputs = [command.communicate(timeout=120)[0] for command in commands]
+        for thread in pages:
+            thread.join(timeout=120)
 
     for command, output in zip(commands, outputs, strict=True):
         assert command.returncode == 0, output

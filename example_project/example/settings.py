@@ -112,6 +112,12 @@ if os.environ.get("TRAKT_TOKEN_KEYS"):
 else:
     SILENCED_SYSTEM_CHECKS = ["django_trakt.W001"]
 
+# Trakt forbids hotlinking its images: avatars and posters are fetched once and kept in
+# the default storage (a local folder here; S3 or any storage backend works unchanged).
+# Against the local Trakt (http, loopback) nothing is fetched: the default images show.
+MEDIA_ROOT = BASE_DIR / "media"
+TRAKT_WATCHLIST_TTL = 300
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -4,11 +4,17 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from django_trakt.redirect_uri import trakt_callback_url
+
 
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("profile")
-    return render(request, "example/home.html", {"uses_real_trakt": settings.USES_REAL_TRAKT})
+    context = {"uses_real_trakt": settings.USES_REAL_TRAKT}
+    if settings.USES_REAL_TRAKT:
+        # What to register as the redirect URI of your app on trakt.tv, exactly.
+        context["trakt_redirect_uri"] = trakt_callback_url(request)
+    return render(request, "example/home.html", context)
 
 
 @login_required

@@ -1,0 +1,82 @@
+"""Views serving Trakt's images from this site (Trakt forbids hotlinking them).
+
+``avatar`` and ``poster`` fetch the image on their first request (never during a page
+render), keep it in Django's storage and serve it with ``Cache-Control``, ``ETag`` and
+``Last-Modified``. When there is nothing to serve (no avatar, a refused or failed
+fetch, a forged URL) they answer with the default image of the app's static files,
+cached briefly, so a later successful fetch shows up. Included with
+``django_trakt.site_urls``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
+from django.views.decorators.http import require_safe
+
+from django_trakt import images
+from django_trakt.conf import PROVIDER_ID, trakt_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _respond(
+    request: HttpRequest, content: bytes, content_type: str, etag: str, max_age: int, last_modified: int | None
+) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    response["ETag"] = etag
+    response["Cache-Control"] = f"public, max-age={max_age}"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'"
+    if last_modified is not None:
+        response["Last-Modified"] = http_date(last_modified)
+    return get_conditional_response(request, etag=etag, last_modified=last_modified, response=response)
+
+
+def default_image_response(request: HttpRequest, kind: str) -> HttpResponse:
+    """The default avatar or poster (PNG), cached for ``TRAKT_IMAGE_RETRY_AFTER`` seconds."""
+    content = images.default_image(kind)
+    etag = f'"default-{hashlib.sha256(content).hexdigest()[:16]}"'
+    return _respond(request, content, "image/png", etag, int(trakt_settings.IMAGE_RETRY_AFTER), None)
+
+
+def image_response(request: HttpRequest, source_url: str, kind: str) -> HttpResponse:
+    """The stored copy of ``source_url`` (fetched first if missing), else the default image."""
+    try:
+        image = images.get_image(source_url, kind)
+    except Exception:
+        logger.exception("Serving a Trakt %s image failed", kind)
+        image = None
+    if image is None:
+        return default_image_response(request, kind)
+    modified = int(image.modified.timestamp()) if image.modified is not None else None
+    return _respond(
+        request, image.content, image.content_type, f'"{image.digest[:32]}"', trakt_settings.IMAGE_MAX_AGE, modified
+    )
+
+
+@require_safe
+def avatar(request: HttpRequest, account_id: int, key: str) -> HttpResponse:
+    """A Trakt account's avatar; ``key`` (from :func:`images.avatar_url`) ties the URL to its source."""
+    from allauth.socialaccount.models import SocialAccount
+
+    account: Any = SocialAccount.objects.filter(pk=account_id, provider=PROVIDER_ID).only("pk", "extra_data").first()
+    source = images.avatar_source(account) if account is not None else None
+    if source is None or not images.avatar_key_matches(account_id, source, key):
+        # No such account, no avatar, or a URL made for an older avatar.
+        return default_image_response(request, images.AVATAR)
+    return image_response(request, source, images.AVATAR)
+
+
+@require_safe
+def poster(request: HttpRequest, token: str) -> HttpResponse:
+    """A poster from a watchlist; ``token`` is the signed source URL (see :func:`images.poster_token`)."""
+    source = images.poster_source(token)
+    if source is None:
+        return default_image_response(request, images.POSTER)
+    return image_response(request, source, images.POSTER)

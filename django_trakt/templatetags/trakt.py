@@ -1,0 +1,143 @@
+"""``{% load trakt %}``: the signed-in user's Trakt avatar and watchlists on a page.
+
+Thin tags over :mod:`django_trakt.watchlist` and :mod:`django_trakt.images`. Nothing
+here raises while rendering: any failure becomes the empty state or the default image,
+and is logged.
+
+``{% trakt_watchlist user_or_username type="all" sort="rank" limit=10 posters=False template=... %}``
+    Renders ``django_trakt/watchlist.html``; ``... as items`` stores the
+    :class:`~django_trakt.watchlist.WatchlistResult` in ``items`` instead.
+``{% trakt_avatar user size=64 css_class="" %}``
+    Renders ``django_trakt/avatar.html``: an ``<img>`` served by this site.
+``{% trakt_avatar_url user %}``
+    Just the avatar's URL (``... as url`` works, it is a simple tag).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django import template
+from django.template import Engine
+from django.template.base import FilterExpression, Parser, Token
+from django.template.context import Context
+from django.template.library import parse_bits
+
+from django_trakt import images
+from django_trakt.watchlist import WatchlistError, WatchlistResult, get_watchlist
+
+logger = logging.getLogger(__name__)
+register = template.Library()
+
+WATCHLIST_TEMPLATE = "django_trakt/watchlist.html"
+DEFAULT_LIMIT = 10
+DEFAULT_AVATAR_SIZE = 64
+
+
+# -- plain functions (unit-testable) --------------------------------------------------------------
+
+
+def avatar_context(user: Any, size: Any = DEFAULT_AVATAR_SIZE, css_class: str = "") -> dict[str, Any]:
+    """The context of ``django_trakt/avatar.html``: our own image URL, never Trakt's."""
+    try:
+        pixels = int(size)
+    except (TypeError, ValueError):
+        pixels = DEFAULT_AVATAR_SIZE
+    pixels = min(max(pixels, 1), 1024)
+    src, alt = "", ""
+    try:
+        account = images.trakt_account_of(user)
+        if account is not None:
+            src = images.avatar_url(account) or ""
+            trakt_user = (account.extra_data or {}).get("user") or {}
+            alt = str(trakt_user.get("username") or "") if isinstance(trakt_user, dict) else ""
+    except Exception:
+        logger.exception("The Trakt avatar could not be looked up")
+    return {
+        "src": src or images.default_image_url(images.AVATAR),
+        "size": pixels,
+        "alt": alt,
+        "css_class": css_class or "",
+    }
+
+
+def watchlist_result(user_or_username: Any, **options: Any) -> WatchlistResult:
+    """:func:`get_watchlist`, with any unexpected error turned into the empty state."""
+    try:
+        return get_watchlist(user_or_username, **options)
+    except Exception:
+        logger.exception("The Trakt watchlist could not be rendered")
+        list_type = options.get("type")
+        return WatchlistResult([], list_type if isinstance(list_type, str) else "all", error=WatchlistError.UNAVAILABLE)
+
+
+# -- tags -----------------------------------------------------------------------------------------
+
+
+@register.inclusion_tag("django_trakt/avatar.html")
+def trakt_avatar(user: Any, size: Any = DEFAULT_AVATAR_SIZE, css_class: str = "") -> dict[str, Any]:
+    """``{% trakt_avatar user size=64 %}``: the user's Trakt avatar, self-hosted (or the default)."""
+    return avatar_context(user, size, css_class)
+
+
+@register.simple_tag
+def trakt_avatar_url(user: Any) -> str:
+    """``{% trakt_avatar_url user %}``: the URL ``trakt_avatar`` would use."""
+    return str(avatar_context(user)["src"])
+
+
+class WatchlistNode(template.Node):
+    def __init__(self, args: list[FilterExpression], kwargs: dict[str, FilterExpression], target: str | None) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.target = target
+
+    def render(self, context: Context) -> str:
+        try:
+            (user_or_username,) = (arg.resolve(context) for arg in self.args)
+            options = {name: value.resolve(context) for name, value in self.kwargs.items()}
+        except Exception:
+            logger.exception("The arguments of trakt_watchlist could not be resolved")
+            user_or_username, options = None, {}
+        posters = bool(options.pop("posters", False))
+        template_name = options.pop("template", None) or WATCHLIST_TEMPLATE
+        options.setdefault("limit", DEFAULT_LIMIT)
+        result = watchlist_result(user_or_username, **options)
+        if self.target is not None:
+            context[self.target] = result
+            return ""
+        try:
+            engine = context.template.engine if context.template is not None else Engine.get_default()
+            values = {
+                "watchlist": result,
+                "posters": posters,
+                "default_poster": images.default_image_url(images.POSTER) if posters else "",
+            }
+            return engine.get_template(template_name).render(context.new(values))
+        except Exception:
+            logger.exception("The Trakt watchlist template %s could not be rendered", template_name)
+            return ""
+
+
+@register.tag("trakt_watchlist")
+def trakt_watchlist(parser: Parser, token: Token) -> WatchlistNode:
+    """``{% trakt_watchlist user type="movies" sort="rank" limit=10 %}`` or ``... as items``."""
+    bits = token.split_contents()
+    name, bits = bits[0], bits[1:]
+    target = None
+    if len(bits) >= 2 and bits[-2] == "as":
+        target, bits = bits[-1], bits[:-2]
+    args, kwargs = parse_bits(
+        parser,
+        bits,
+        params=["user_or_username"],
+        varargs=None,
+        varkw=None,
+        defaults=None,
+        kwonly=["type", "sort", "limit", "posters", "template"],
+        kwonly_defaults={"type": None, "sort": None, "limit": None, "posters": None, "template": None},
+        takes_context=False,
+        name=name,
+    )
+    return WatchlistNode(args, kwargs, target)

@@ -1,0 +1,448 @@
+"""Watchlists for templates: cached, page-time safe, never raising.
+
+:func:`get_watchlist` is what ``{% trakt_watchlist %}`` calls; a view or a task can
+call it too. It returns a :class:`WatchlistResult` and never raises: when Trakt is
+slow, down or rate-limiting, the result carries the last good copy (``stale``) or no
+items, and ``error`` says why.
+
+Caching (Django's cache framework, alias ``TRAKT_CACHE``):
+
+* One entry per list (``user:<pk>`` or ``trakt:<slug>``, type, sort): the items, when
+  they were fetched, and for the user's own list the ``/sync/last_activities`` marker
+  they match. The entry is kept for ``TRAKT_WATCHLIST_STALE_TTL`` (the "last good
+  copy") and counts as fresh for ``TRAKT_WATCHLIST_TTL``: a fresh entry costs no
+  request and no query.
+* Past the TTL, the user's own list asks ``/sync/last_activities`` first (one call per
+  user per TTL, shared by all their lists) and fetches the list again only if the
+  watchlist changed. A public list (a Trakt username, no token) is fetched again.
+* After a failure, a list is not asked for again for ``TRAKT_FAILURE_BACKOFF``
+  seconds (a 429's ``Retry-After``, if longer), so a page never waits on a Trakt that
+  is down, and a rate limit is not hammered.
+* When an entry is being refreshed by another request, it is served as it is.
+
+Calls made here use ``TRAKT_PAGE_TIMEOUT`` and wait out a 429 only if its
+``Retry-After`` is at most ``TRAKT_PAGE_RETRY_WAIT`` (default 0: never sleep in a
+render). No cache key or log line contains a token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from django.core.cache import caches
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext, gettext_lazy
+
+from django_trakt import images
+from django_trakt.client import PAGE_SIZE, TraktClient
+from django_trakt.conf import trakt_settings
+from django_trakt.exceptions import (
+    TraktError,
+    TraktForbidden,
+    TraktNotFound,
+    TraktNotLinked,
+    TraktRateLimited,
+    TraktReauthorizationRequired,
+    TraktUnauthorized,
+)
+
+logger = logging.getLogger(__name__)
+
+#: ``type`` values of the tag -> the item kinds they select (Trakt's URL segments).
+TYPES: dict[str, tuple[str, ...]] = {
+    "all": ("movie", "show", "season", "episode"),
+    "movies": ("movie",),
+    "shows": ("show",),
+    "seasons": ("season",),
+    "episodes": ("episode",),
+}
+#: Trakt's ``sort_by`` values for watchlists; ``"-added"`` sorts descending.
+SORTS = frozenset(
+    {"rank", "added", "title", "released", "runtime", "popularity", "percentage", "votes", "my_rating", "random"}
+)
+KIND_LABELS = {
+    "movie": gettext_lazy("Movie"),
+    "show": gettext_lazy("Show"),
+    "season": gettext_lazy("Season"),
+    "episode": gettext_lazy("Episode"),
+}
+#: Bump when the cached entry's shape changes: old entries are then simply ignored.
+CACHE_VERSION = 1
+#: A 429's Retry-After is honoured as a backoff up to this many seconds.
+MAX_BACKOFF = 3600.0
+_SLUG = re.compile(r"[^a-z0-9_]+")
+
+
+class WatchlistError(enum.StrEnum):
+    """Why a :class:`WatchlistResult` is empty or stale (compare with strings in templates)."""
+
+    NONE = ""
+    INVALID = "invalid"  # a bad type, sort or user argument
+    NOT_LINKED = "not_linked"  # the user has no Trakt account linked
+    REAUTHORIZE = "reauthorize"  # the link needs the user to sign in with Trakt again
+    NOT_FOUND = "not_found"  # no such Trakt user
+    PRIVATE = "private"  # the Trakt user's lists are private
+    RATE_LIMITED = "rate_limited"  # Trakt answered 429
+    UNAVAILABLE = "unavailable"  # Trakt is down, slow, or answered something unusable
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchlistItem:
+    """One movie, show, season or episode of a watchlist, ready for a template."""
+
+    kind: str
+    title: str
+    year: int | None = None
+    url: str = ""
+    rank: int | None = None
+    show_title: str = ""
+    season: int | None = None
+    number: int | None = None
+    poster_url: str = ""
+    listed: str = ""
+
+    @property
+    def kind_label(self) -> str:
+        return str(KIND_LABELS.get(self.kind, self.kind))
+
+    @property
+    def display_title(self) -> str:
+        """The title as a person reads it: seasons and episodes name their show."""
+        if self.kind == "season":
+            label = self.title or gettext("Season %(number)s") % {"number": self.season}
+            return f"{self.show_title}: {label}" if self.show_title else label
+        if self.kind == "episode":
+            code = f"{self.season or 0}x{self.number or 0:02d}"
+            return " ".join(part for part in (self.show_title, code, self.title) if part)
+        return self.title
+
+    @property
+    def listed_at(self) -> dt.datetime | None:
+        return parse_datetime(self.listed) if self.listed else None
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchlistResult:
+    """What a watchlist tag renders: iterable over its items.
+
+    ``stale``: the items are the last good copy, Trakt could not give a fresh one.
+    ``error``: a :class:`WatchlistError` ("" when all went well).
+    """
+
+    items: list[WatchlistItem]
+    type: str = "all"
+    stale: bool = False
+    error: str = WatchlistError.NONE
+
+    def __iter__(self) -> Iterator[WatchlistItem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+# -- reading Trakt's documents --------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _poster_source(media: dict[str, Any], kind: str) -> Any:
+    found = media.get("images")
+    if not isinstance(found, dict):
+        return None
+    for key in ("screenshot", "poster", "thumb") if kind == "episode" else ("poster", "thumb"):
+        urls = found.get(key)
+        if isinstance(urls, list) and urls:
+            return urls[0]
+        if isinstance(urls, str):
+            return urls
+    return None
+
+
+def _page_id(media: dict[str, Any]) -> str:
+    ids = media.get("ids") if isinstance(media.get("ids"), dict) else {}
+    value = ids.get("slug") or ids.get("trakt")
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+
+
+def item_from_document(document: Any) -> dict[str, Any] | None:
+    """A cacheable dict for one item of Trakt's watchlist answer; None if it cannot be shown."""
+    if not isinstance(document, dict):
+        return None
+    kind = document.get("type")
+    media = document.get(kind) if isinstance(kind, str) else None
+    if kind not in KIND_LABELS or not isinstance(media, dict):
+        return None
+    show = document.get("show") if isinstance(document.get("show"), dict) else {}
+    web = trakt_settings.WEB_URL
+    media_id, show_id = _page_id(media), _page_id(show)
+    season = _int(media.get("season")) if kind == "episode" else _int(media.get("number"))
+    number = _int(media.get("number")) if kind == "episode" else None
+    if kind == "movie":
+        url = f"{web}/movies/{media_id}" if media_id else ""
+    elif kind == "show":
+        url = f"{web}/shows/{media_id}" if media_id else ""
+    elif kind == "season":
+        url = f"{web}/shows/{show_id}/seasons/{season}" if show_id and season is not None else ""
+    else:
+        url = (
+            f"{web}/shows/{show_id}/seasons/{season}/episodes/{number}"
+            if show_id and None not in (season, number)
+            else ""
+        )
+    title = _str(media.get("title"))
+    if not title and kind in ("movie", "show"):
+        return None
+    poster = _poster_source(media, kind) or (_poster_source(show, "show") if kind == "season" else None)
+    return {
+        "kind": kind,
+        "title": title,
+        "year": _int(media.get("year")) if kind in ("movie", "show") else _int(show.get("year")),
+        "url": url,
+        "rank": _int(document.get("rank")),
+        "show_title": _str(show.get("title")),
+        "season": season,
+        "number": number,
+        "poster": images.poster_token(poster) if poster else "",
+        "listed": _str(document.get("listed_at")),
+    }
+
+
+def _result(
+    entry: dict[str, Any], list_type: str, limit: int, *, stale: bool = False, error: str = ""
+) -> WatchlistResult:
+    prefix = images.poster_url_prefix()
+    items = [
+        WatchlistItem(
+            kind=data["kind"],
+            title=data["title"],
+            year=data["year"],
+            url=data["url"],
+            rank=data["rank"],
+            show_title=data["show_title"],
+            season=data["season"],
+            number=data["number"],
+            poster_url=prefix + data["poster"] if prefix and data["poster"] else "",
+            listed=data["listed"],
+        )
+        for data in entry["items"][:limit]
+    ]
+    return WatchlistResult(items, list_type, stale, WatchlistError(error))
+
+
+# -- whose list ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Owner:
+    """The user's own list (``user`` set) or a public list by Trakt slug."""
+
+    key: str
+    user: Any = None
+    slug: str = ""
+
+    def client(self) -> TraktClient:
+        options = {"timeout": trakt_settings.PAGE_TIMEOUT, "max_retry_wait": trakt_settings.PAGE_RETRY_WAIT}
+        if self.user is not None:
+            return TraktClient.for_user(self.user, **options)
+        return TraktClient(**options)
+
+    def path(self, list_type: str, sort_by: str, sort_how: str) -> str:
+        base = "sync/watchlist" if self.user is not None else f"users/{self.slug}/watchlist"
+        return f"{base}/{list_type}/{sort_by}/{sort_how}"
+
+
+def _owner(user_or_username: Any) -> _Owner | WatchlistError:
+    if isinstance(user_or_username, str):
+        slug = _SLUG.sub("-", user_or_username.strip().lower()).strip("-")[:100]
+        return _Owner(key=f"trakt:{slug}", slug=slug) if slug else WatchlistError.INVALID
+    if user_or_username is None or not hasattr(user_or_username, "is_authenticated"):
+        return WatchlistError.INVALID if user_or_username is not None else WatchlistError.NOT_LINKED
+    if not user_or_username.is_authenticated or user_or_username.pk is None:
+        return WatchlistError.NOT_LINKED
+    return _Owner(key=f"user:{user_or_username.pk}", user=user_or_username)
+
+
+def _parse_sort(sort: Any) -> tuple[str, str] | None:
+    if not isinstance(sort, str):
+        return None
+    sort = sort.strip().lower()
+    how = "desc" if sort.startswith("-") else "asc"
+    sort = sort.lstrip("-")
+    return (sort, how) if sort in SORTS else None
+
+
+def _parse_limit(limit: Any) -> int:
+    maximum = trakt_settings.WATCHLIST_MAX_ITEMS
+    try:
+        value = int(limit) if limit not in (None, "") else maximum
+    except (TypeError, ValueError):
+        value = maximum
+    return min(max(value, 1), maximum)
+
+
+# -- cache, never failing ----------------------------------------------------------------------
+
+
+def _cache() -> Any:
+    return caches[trakt_settings.CACHE]
+
+
+def _cache_call(method: str, *args: Any, **kwargs: Any) -> Any:
+    """A cache operation that logs instead of raising (a down Redis must not break a page)."""
+    try:
+        return getattr(_cache(), method)(*args, **kwargs)
+    except Exception:
+        logger.warning("The Trakt cache %r failed on %s", trakt_settings.CACHE, method, exc_info=True)
+        return None
+
+
+def cache_key(owner_key: str, list_type: str, sort_by: str, sort_how: str) -> str:
+    return f"django_trakt:watchlist:v{CACHE_VERSION}:{owner_key}:{list_type}:{sort_by}:{sort_how}"
+
+
+def _activities_key(owner_key: str) -> str:
+    return f"django_trakt:activities:v{CACHE_VERSION}:{owner_key}"
+
+
+def _activity_marker(document: Any, list_type: str) -> str | None:
+    """What must be unchanged for a cached list to still be right (None: unknown, refetch)."""
+    if not isinstance(document, dict):
+        return None
+    watchlist = document.get("watchlist")
+    updated = watchlist.get("updated_at") if isinstance(watchlist, dict) else None
+    if not isinstance(updated, str):
+        return None
+    per_type = []
+    for kind in TYPES[list_type]:
+        section = document.get(f"{kind}s")
+        per_type.append(section.get("watchlisted_at") if isinstance(section, dict) else None)
+    return json.dumps([updated, per_type])
+
+
+def _now() -> float:
+    """The clock of freshness and backoff decisions (tests replace it)."""
+    return time.time()
+
+
+def _last_activities(owner: _Owner, client: TraktClient, now: float) -> Any:
+    """``/sync/last_activities``, asked at most once per TTL per user (all lists share it)."""
+    key = _activities_key(owner.key)
+    cached = _cache_call("get", key)
+    if isinstance(cached, dict) and now - cached.get("at", 0) < trakt_settings.WATCHLIST_TTL:
+        return cached.get("document")
+    document = client.get("sync/last_activities")
+    _cache_call("set", key, {"document": document, "at": now}, trakt_settings.WATCHLIST_TTL)
+    return document
+
+
+def _fetch(client: TraktClient, path: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` items, page by page (one request per page); and whether that is all."""
+    documents = list(islice(client.iter_pages(path, {"extended": "images"}, limit=min(limit, PAGE_SIZE)), limit))
+    items = [item for item in map(item_from_document, documents) if item is not None]
+    return items, len(documents) < limit
+
+
+def _covers(entry: Any, limit: int) -> bool:
+    return isinstance(entry, dict) and (entry.get("complete") or len(entry.get("items", ())) >= limit)
+
+
+def _error_for(err: TraktError, owner: _Owner) -> WatchlistError:
+    if isinstance(err, TraktRateLimited):
+        return WatchlistError.RATE_LIMITED
+    if owner.user is None and isinstance(err, TraktNotFound):
+        return WatchlistError.NOT_FOUND
+    if owner.user is None and isinstance(err, (TraktUnauthorized, TraktForbidden)):
+        return WatchlistError.PRIVATE
+    return WatchlistError.UNAVAILABLE
+
+
+# -- the function under the tag -------------------------------------------------------------------
+
+
+def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", limit: Any = None) -> WatchlistResult:
+    """A watchlist for a template: a user's own (a ``User``) or a public one (a Trakt username).
+
+    ``type``: all, movies, shows, seasons or episodes. ``sort``: Trakt's ``sort_by``
+    (rank, added, title, released, ...), ``"-added"`` for descending. ``limit``: at
+    most this many items (capped at ``TRAKT_WATCHLIST_MAX_ITEMS``). Never raises.
+    """
+    list_type = type.strip().lower() if isinstance(type, str) else ""
+    parsed_sort = _parse_sort(sort)
+    owner = _owner(user_or_username)
+    if list_type not in TYPES or parsed_sort is None:
+        return WatchlistResult([], list_type if list_type in TYPES else "all", error=WatchlistError.INVALID)
+    if isinstance(owner, WatchlistError):
+        return WatchlistResult([], list_type, error=owner)
+    sort_by, sort_how = parsed_sort
+    limit = _parse_limit(limit)
+    key = cache_key(owner.key, list_type, sort_by, sort_how)
+    entry = _cache_call("get", key)
+    if not (isinstance(entry, dict) and entry.get("v") == CACHE_VERSION):
+        entry = None
+    now = _now()
+    usable = entry is not None and _covers(entry, limit)
+    if usable and now - entry["at"] < trakt_settings.WATCHLIST_TTL:
+        return _result(entry, list_type, limit)
+
+    def fallback(error: str) -> WatchlistResult:
+        if entry is None:
+            return WatchlistResult([], list_type, error=WatchlistError(error))
+        return _result(entry, list_type, limit, stale=True, error=error)
+
+    backoff = _cache_call("get", key + ":backoff")
+    if isinstance(backoff, dict) and now < backoff.get("until", 0):
+        return fallback(backoff.get("error", WatchlistError.UNAVAILABLE))
+    lock_key = key + ":lock"
+    locked = bool(_cache_call("add", lock_key, True, max(1, round(trakt_settings.PAGE_TIMEOUT * 4))))
+    if usable and not locked:
+        return _result(entry, list_type, limit)  # another request is refreshing it right now
+    try:
+        client = owner.client()
+        marker = None
+        if owner.user is not None:
+            marker = _activity_marker(_last_activities(owner, client, now), list_type)
+            if usable and marker is not None and entry.get("marker") == marker:
+                entry = {**entry, "at": now}
+                _cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
+                return _result(entry, list_type, limit)
+        items, complete = _fetch(client, owner.path(list_type, sort_by, sort_how), limit)
+    except TraktNotLinked:
+        return WatchlistResult([], list_type, error=WatchlistError.NOT_LINKED)
+    except TraktReauthorizationRequired:
+        return fallback(WatchlistError.REAUTHORIZE)
+    except TraktError as err:
+        error = _error_for(err, owner)
+        seconds = trakt_settings.FAILURE_BACKOFF
+        if isinstance(err, TraktRateLimited) and err.retry_after:
+            seconds = max(seconds, min(err.retry_after, MAX_BACKOFF))
+        logger.warning(
+            "Trakt watchlist %s/%s not fetched (%s): %s", owner.key, list_type, error, err.__class__.__name__
+        )
+        if seconds > 0:
+            _cache_call("set", key + ":backoff", {"error": str(error), "until": now + seconds}, seconds)
+        return fallback(error)
+    finally:
+        if locked:
+            _cache_call("delete", lock_key)
+    entry = {"v": CACHE_VERSION, "items": items, "complete": complete, "marker": marker, "at": now}
+    _cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
+    return _result(entry, list_type, limit)
