@@ -46,7 +46,8 @@ ROOT_URLCONF = "example.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Listed first so that the example's allauth/layouts/base.html wins over allauth's own.
+        "DIRS": [BASE_DIR / "example" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
