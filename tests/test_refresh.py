@@ -154,10 +154,13 @@ def test_command_lists_each_link_at_verbosity_2(trakt, linked):
     assert f"{user.username}: refreshed" in output
 
 
-def test_command_needs_reauth_is_reported_and_exits_zero(trakt, linked):
-    linked(expires_in=EXPIRED)
-    REJECTIONS["invalid_grant"](trakt)
+@pytest.mark.parametrize("inject", REJECTIONS.values(), ids=REJECTIONS.keys())
+def test_command_needs_reauth_is_reported_and_exits_zero(trakt, linked, inject):
+    _user, token = linked(expires_in=EXPIRED)
+    before = snapshot(token)
+    inject(trakt)
     assert "0 refreshed, 0 not due, 1 need re-authorization, 0 failed" in run()
+    assert snapshot(token) == before and token.status == TraktToken.Status.NEEDS_REAUTH
     # A flagged link is not looked at again.
     assert "0 refreshed, 0 not due, 0 need re-authorization, 0 failed" in run()
 
