@@ -81,7 +81,9 @@ def check_email_on_signup(app_configs: Any = None, **kwargs: Any) -> list[checks
 # -- production setup: the callback's scheme, the Trakt app's credentials, the secret ------
 # Deployment checks (``manage.py check --deploy``), quiet while DEBUG is on; the two
 # that read the database do so only when given it (``--database default``), so they
-# never run, nor fail, inside ``migrate``. Imports are local: these need allauth's
+# never run, nor fail, inside ``migrate``. They are also tagged ``database``: Django 6.1
+# passes every alias to checks run without ``--database``, and skips database-tagged
+# checks there instead. Imports are local: these need allauth's
 # models and the URLconf, which are loaded by the time checks run.
 
 SETTINGS_APP_HINT = (
@@ -159,7 +161,7 @@ def check_callback_https(app_configs: Any = None, **kwargs: Any) -> list[checks.
     ]
 
 
-@checks.register(deploy=True)
+@checks.register(checks.Tags.database, deploy=True)
 def check_trakt_app_credentials(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
@@ -200,7 +202,7 @@ def check_trakt_app_credentials(
     ]
 
 
-@checks.register(checks.Tags.security, deploy=True)
+@checks.register(checks.Tags.security, checks.Tags.database, deploy=True)
 def check_secret_in_database(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:

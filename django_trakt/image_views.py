@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import get_conditional_response
@@ -35,7 +35,10 @@ def _respond(
     response["Content-Security-Policy"] = "default-src 'none'"
     if last_modified is not None:
         response["Last-Modified"] = http_date(last_modified)
-    return get_conditional_response(request, etag=etag, last_modified=last_modified, response=response)
+    # Given a response, Django returns it or a 304/412 answer, never None.
+    return cast(
+        HttpResponse, get_conditional_response(request, etag=etag, last_modified=last_modified, response=response)
+    )
 
 
 def default_image_response(request: HttpRequest, kind: str) -> HttpResponse:

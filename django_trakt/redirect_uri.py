@@ -53,9 +53,9 @@ def trakt_callback_url(request: HttpRequest | None = None) -> str:
     ``Site``'s domain and ``ACCOUNT_DEFAULT_HTTP_PROTOCOL``) and raises
     ``ImproperlyConfigured`` when the sites framework is not installed.
     """
-    adapter = TraktOAuth2Adapter(request)  # type: ignore[arg-type]
+    adapter = TraktOAuth2Adapter(request)
     # allauth's OAuth2Adapter.get_callback_url does not use the app.
-    return str(adapter.get_callback_url(request, None))  # type: ignore[arg-type]
+    return str(adapter.get_callback_url(request, None))
 
 
 def trakt_callback_url_for_host(host: str, *, secure: bool = False, validate_host: bool = True) -> str:

@@ -44,7 +44,7 @@ class TraktOAuth2Adapter(OAuth2Adapter):
 
     # Hosts are read at run time, so a site (or a test) can point at staging or at
     # the local Trakt of django_trakt.testing without re-importing anything.
-    @property  # type: ignore[override]
+    @property
     def access_token_url(self) -> str:
         return f"{trakt_settings.AUTH_URL}/oauth/token"
 
@@ -56,8 +56,8 @@ class TraktOAuth2Adapter(OAuth2Adapter):
         token = SocialToken(token=data.access_token, token_secret=data.refresh_token, expires_at=data.expires_at)
         # Not model fields of allauth's SocialToken; kept on the instance for the
         # receivers that store our TraktToken (see django_trakt.receivers).
-        token.trakt_token_type = data.token_type  # type: ignore[attr-defined]
-        token.trakt_scope = data.scope  # type: ignore[attr-defined]
+        token.trakt_token_type = data.token_type
+        token.trakt_scope = data.scope
         return token
 
     def complete_login(self, request: HttpRequest, app: SocialApp, token: SocialToken, **kwargs: Any) -> SocialLogin:

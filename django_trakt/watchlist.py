@@ -164,6 +164,10 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _poster_source(media: dict[str, Any], kind: str) -> Any:
     found = media.get("images")
     if not isinstance(found, dict):
@@ -178,7 +182,7 @@ def _poster_source(media: dict[str, Any], kind: str) -> Any:
 
 
 def _page_id(media: dict[str, Any]) -> str:
-    ids = media.get("ids") if isinstance(media.get("ids"), dict) else {}
+    ids = _dict(media.get("ids"))
     value = ids.get("slug") or ids.get("trakt")
     return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
 
@@ -191,7 +195,7 @@ def item_from_document(document: Any) -> dict[str, Any] | None:
     media = document.get(kind) if isinstance(kind, str) else None
     if kind not in KIND_LABELS or not isinstance(media, dict):
         return None
-    show = document.get("show") if isinstance(document.get("show"), dict) else {}
+    show = _dict(document.get("show"))
     web = trakt_settings.WEB_URL
     media_id, show_id = _page_id(media), _page_id(show)
     season = _int(media.get("season")) if kind == "episode" else _int(media.get("number"))
@@ -260,7 +264,10 @@ class _Owner:
     slug: str = ""
 
     def client(self) -> TraktClient:
-        options = {"timeout": trakt_settings.PAGE_TIMEOUT, "max_retry_wait": trakt_settings.PAGE_RETRY_WAIT}
+        options: dict[str, Any] = {
+            "timeout": trakt_settings.PAGE_TIMEOUT,
+            "max_retry_wait": trakt_settings.PAGE_RETRY_WAIT,
+        }
         if self.user is not None:
             return TraktClient.for_user(self.user, **options)
         return TraktClient(**options)

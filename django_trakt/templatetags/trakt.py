@@ -15,6 +15,7 @@ and is logged.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -33,6 +34,12 @@ register = template.Library()
 WATCHLIST_TEMPLATE = "django_trakt/watchlist.html"
 DEFAULT_LIMIT = 10
 DEFAULT_AVATAR_SIZE = 64
+
+# Django 6.1 dropped parse_bits()'s ``takes_context``; False (no leading ``context``
+# parameter) is what 6.1 always does, so older Djangos get it and 6.1 gets nothing.
+_PARSE_BITS_COMPAT: dict[str, Any] = (
+    {"takes_context": False} if "takes_context" in inspect.signature(parse_bits).parameters else {}
+)
 
 
 # -- plain functions (unit-testable) --------------------------------------------------------------
@@ -120,6 +127,15 @@ class WatchlistNode(template.Node):
             return ""
 
 
+_WATCHLIST_KWONLY_DEFAULTS: dict[str, Any] = {
+    "type": None,
+    "sort": None,
+    "limit": None,
+    "posters": None,
+    "template": None,
+}
+
+
 @register.tag("trakt_watchlist")
 def trakt_watchlist(parser: Parser, token: Token) -> WatchlistNode:
     """``{% trakt_watchlist user type="movies" sort="rank" limit=10 %}`` or ``... as items``."""
@@ -136,8 +152,8 @@ def trakt_watchlist(parser: Parser, token: Token) -> WatchlistNode:
         varkw=None,
         defaults=None,
         kwonly=["type", "sort", "limit", "posters", "template"],
-        kwonly_defaults={"type": None, "sort": None, "limit": None, "posters": None, "template": None},
-        takes_context=False,
+        kwonly_defaults=_WATCHLIST_KWONLY_DEFAULTS,
         name=name,
+        **_PARSE_BITS_COMPAT,
     )
     return WatchlistNode(args, kwargs, target)

@@ -94,7 +94,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         host_option = options.get("host")
         from_site = host_option is None
-        host = _site_domain() if from_site else _checked_host(host_option)
+        host = _site_domain() if host_option is None else _checked_host(host_option)
         scheme = options.get("scheme")
         secure = scheme == "https"
         try:

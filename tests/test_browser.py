@@ -1,0 +1,385 @@
+"""The whole journey in a real browser: Chromium, the example site and the local Trakt.
+
+The example site runs as a real ``runserver`` process on loopback (its own SQLite
+database in a temporary directory); the local Trakt is served from this process, so the
+test can look at what it recorded (the revoke). Debian's Chromium is driven through
+Playwright's sync API. A screenshot of every step is kept in
+``test-artifacts/browser/`` (git-ignored), with the site's log.
+
+Skipped when ``/usr/bin/chromium`` or the ``playwright`` package is missing, except
+under ``CI=true``, where that fails: CI must run it (``.ci/run`` installs Chromium).
+It uses its own database, so it runs the same in the SQLite and the PostgreSQL pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_trakt.testing import TraktEmulator
+from django_trakt.testing.demo import DEMO_WATCHLIST, seed_demo_user
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example_project"
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium's own connections (updates, sync)
+# are refused on a closed network and can stall the start.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 20_000  # per browser action or navigation
+SITE_START_TIMEOUT = 30.0  # seconds for runserver to listen
+CALLBACK_PATH = "/accounts/trakt/login/callback/"
+APP_NAME = "django-trakt example"
+DEMO_USER = "demo"
+PASSWORD = "a-Long-passphrase-4-the-browser-test"
+# A Trakt or Gravatar image URL must never reach the browser (Trakt forbids hotlinking).
+FORBIDDEN_IMAGE_HOSTS = ("trakt.tv", "gravatar.com")
+
+if str(EXAMPLE) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE))
+
+pytestmark = pytest.mark.browser
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_browser() -> None:
+    """Skip without Chromium or Playwright on a developer machine; fail under CI."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[test]')")
+    if missing:
+        reason = "browser test needs " + " and ".join(missing)
+        if under_ci():
+            pytest.fail(f"{reason}: CI must run the browser test")
+        pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def example_settings() -> Any:
+    from example import settings  # the example's own module: its client id and secret
+
+    return settings
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def site_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def local_trakt(site_port: int) -> Iterator[tuple[TraktEmulator, str]]:
+    """The local Trakt on loopback, with the example's app (exact redirect URI) and the demo user."""
+    require_browser()  # before any process is started
+    config = example_settings()
+    emulator = TraktEmulator()
+    emulator.add_app(
+        config.LOCAL_CLIENT_ID,
+        config.LOCAL_CLIENT_SECRET,
+        name=APP_NAME,
+        redirect_uris=[f"http://127.0.0.1:{site_port}{CALLBACK_PATH}"],
+    )
+    seed_demo_user(emulator, DEMO_USER)  # with an avatar and the demo watchlist
+    with emulator.serve(port=0) as server:
+        yield emulator, server.url
+
+
+@pytest.fixture(scope="module")
+def example_site(local_trakt, site_port: int, artifacts: Path, tmp_path_factory) -> Iterator[str]:
+    """``manage.py runserver`` on the free port, migrated SQLite database, pointed at the local Trakt."""
+    _emulator, trakt_url = local_trakt
+    database = tmp_path_factory.mktemp("example-site") / "db.sqlite3"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TRAKT_", "DJANGO_")) and key not in ("DATABASE_URL", "LOCAL_TRAKT_URL")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="example.settings",
+        DJANGO_DEBUG="1",  # runserver serves the static files (the default avatar)
+        DATABASE_URL=f"sqlite:///{database}",
+        LOCAL_TRAKT_URL=trakt_url,
+        PYTHONUNBUFFERED="1",
+    )
+    manage = [sys.executable, str(EXAMPLE / "manage.py")]
+    migrate = subprocess.run(
+        [*manage, "migrate", "--noinput", "-v", "0"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+
+    log_path = artifacts / "example-site.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*manage, "runserver", f"127.0.0.1:{site_port}", "--noreload"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + SITE_START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the example site exited ({process.returncode}):\n{log_path.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", site_port), timeout=0.5):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"the example site did not listen within {SITE_START_TIMEOUT}s:\n{log_path.read_text()}")
+            time.sleep(0.1)  # polling for the port, nothing else
+        yield f"http://127.0.0.1:{site_port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=60_000
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Visitor:
+    """One browser context (a visitor with their own cookies), its page and what it requested."""
+
+    def __init__(self, browser: Any, site_url: str, trakt_url: str, artifacts: Path) -> None:
+        self.site_url = site_url
+        self.trakt_url = trakt_url
+        self.artifacts = artifacts
+        self.context = browser.new_context(base_url=site_url, viewport={"width": 1000, "height": 900})
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.context.set_default_navigation_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.requests: list[tuple[str, str, str]] = []  # (method, resource type, url)
+        self.page.on(
+            "request", lambda request: self.requests.append((request.method, request.resource_type, request.url))
+        )
+
+    def screenshot(self, name: str) -> None:
+        self.page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
+
+    def assert_images_self_hosted(self) -> list[dict[str, Any]]:
+        """Every ``<img>`` on the page comes from the site itself and has loaded."""
+        self.page.wait_for_function("() => Array.from(document.images).every((image) => image.complete)")
+        found = self.page.evaluate(
+            "() => Array.from(document.images).map((image) => ({src: image.currentSrc || image.src,"
+            " width: image.naturalWidth, alt: image.alt, cls: image.className}))"
+        )
+        for image in found:
+            assert image["src"].startswith(self.site_url + "/"), image
+            assert not image["src"].startswith(self.trakt_url), image
+            assert not any(host in image["src"] for host in FORBIDDEN_IMAGE_HOSTS), image
+            assert image["width"] > 0, f"image did not load: {image}"
+        return found
+
+    def assert_only_consent_pages_from_trakt(self) -> None:
+        """The browser met the local Trakt only on its consent page: no image, script or API call."""
+        for method, resource_type, url in self.requests:
+            if url.startswith(self.trakt_url + "/"):
+                assert resource_type == "document", (method, resource_type, url)
+                assert url.split("?", 1)[0] == f"{self.trakt_url}/oauth/authorize", url
+            if resource_type == "image":
+                assert url.startswith(self.site_url + "/"), url
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def visitor_factory(request, browser, example_site: str, local_trakt, artifacts: Path) -> Iterator[Any]:
+    _emulator, trakt_url = local_trakt
+    visitors: list[Visitor] = []
+    failed_before = request.session.testsfailed
+
+    def make() -> Visitor:
+        visitor = Visitor(browser, example_site, trakt_url, artifacts)
+        visitors.append(visitor)
+        return visitor
+
+    yield make
+    for number, visitor in enumerate(visitors, 1):
+        if request.session.testsfailed > failed_before:  # the page as the failure left it
+            with contextlib.suppress(Exception):
+                visitor.screenshot(f"failed-{request.node.name}-{number}")
+        visitor.close()
+
+
+def sign_in_with_trakt(visitor: Visitor, home_shot: str, consent_shot: str) -> Any:
+    """From the home page to the local Trakt's consent page; returns the page."""
+    page = visitor.page
+    response = page.goto("/")
+    assert response is not None and response.status == 200
+    assert page.get_by_role("heading", name="django-trakt example").is_visible()
+    visitor.screenshot(home_shot)
+
+    page.get_by_role("button", name="Sign in with Trakt").click()
+    page.wait_for_url(f"{visitor.trakt_url}/oauth/authorize?*")
+    assert page.get_by_role("heading", name=f"Authorize {APP_NAME}").is_visible()
+    assert page.get_by_role("button", name="Approve").is_visible()
+    assert page.get_by_role("button", name="Deny").is_visible()
+    assert page.get_by_label("Sign in as").input_value() == DEMO_USER
+    visitor.screenshot(consent_shot)
+    return page
+
+
+# -- the journeys ---------------------------------------------------------------------------------
+
+
+def test_new_visitor_signs_up_sees_profile_and_disconnects(visitor_factory, local_trakt):
+    trakt, _trakt_url = local_trakt
+    visitor = visitor_factory()
+    page = sign_in_with_trakt(visitor, "01-home", "02-trakt-consent")
+    assert trakt.active_tokens(DEMO_USER) == []
+
+    # Approve: back on the site, allauth's signup form asks for an email address.
+    page.get_by_role("button", name="Approve").click()
+    page.wait_for_url("**/accounts/3rdparty/signup/")
+    assert page.get_by_role("heading", name="Sign Up").is_visible()
+    assert page.locator("input[name=username]").input_value() == DEMO_USER
+    page.locator("input[name=email]").fill("demo@example.com")
+    visitor.screenshot("03-signup-form")
+
+    page.get_by_role("button", name="Sign Up").click()
+    page.wait_for_url("**/profile/")
+    (pair,) = trakt.active_tokens(DEMO_USER)  # the tokens the site holds
+    assert page.get_by_role("heading", name=f"Hello, {DEMO_USER}").is_visible()
+    assert page.locator("#trakt-profile").inner_text() == DEMO_USER
+    movies = page.locator('.trakt-watchlist[data-type="movies"] li').all_inner_texts()
+    shows = page.locator('.trakt-watchlist[data-type="shows"] li').all_inner_texts()
+    for item in DEMO_WATCHLIST:
+        if item["kind"] in ("movie", "show"):
+            listed = movies if item["kind"] == "movie" else shows
+            assert any(item["title"] in text for text in listed), (item["title"], listed)
+    avatar = page.locator("img.trakt-avatar")
+    assert avatar.count() == 1
+    (avatar_image,) = (image for image in visitor.assert_images_self_hosted() if "trakt-avatar" in image["cls"])
+    assert avatar_image["alt"] == DEMO_USER
+    # Loopback http avatars are refused by the guarded fetch: the site shows its default
+    # avatar, served by the site itself either way.
+    assert re.search(r"/(trakt/avatar/\d+/|static/django_trakt/default-avatar)", avatar_image["src"]), avatar_image
+    visitor.screenshot("04-profile")
+
+    # Disconnect on allauth's connections page: a social-only account has no password,
+    # so allauth refuses to remove its last way in (allauth's default connections
+    # template does not show why: the page comes back with the account still listed) ...
+    page.get_by_role("link", name="Connections", exact=True).click()
+    page.wait_for_url("**/accounts/3rdparty/")
+    page.get_by_role("radio", name=DEMO_USER).check()
+    visitor.screenshot("05-connections")
+    with page.expect_navigation() as refused:
+        page.get_by_role("button", name="Remove").click()
+    assert refused.value is not None and refused.value.status == 200
+    assert page.get_by_role("radio", name=DEMO_USER).is_visible()
+    visitor.screenshot("06-remove-refused-no-password")
+    assert trakt.requests_to("/oauth/revoke") == []
+    assert trakt.is_access_token_valid(pair.access_token)
+
+    # ... so the user sets one, as the profile page suggests to Trakt-only accounts.
+    page.get_by_role("link", name="Profile").click()
+    page.get_by_role("link", name="set a password").click()
+    page.wait_for_url("**/accounts/password/set/")
+    page.locator("input[name=password1]").fill(PASSWORD)
+    page.locator("input[name=password2]").fill(PASSWORD)
+    visitor.screenshot("07-set-password")
+    page.get_by_role("button", name="Set Password").click()
+    page.wait_for_url(lambda url: "/accounts/password/set/" not in url)
+    assert page.get_by_text("Password successfully set.").is_visible()
+    visitor.screenshot("08-password-set")
+
+    page.get_by_role("link", name="Connections", exact=True).click()
+    page.wait_for_url("**/accounts/3rdparty/")
+    page.get_by_role("radio", name=DEMO_USER).check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Remove").click()
+    assert page.get_by_text("The third-party account has been disconnected.").is_visible()
+    assert page.get_by_text("You currently have no third-party accounts connected to this account.").is_visible()
+    visitor.screenshot("09-disconnected")
+
+    # The local Trakt recorded the revoke, and the token is dead there.
+    assert len(trakt.requests_to("/oauth/revoke", "POST")) == 1
+    assert pair.access_token in trakt.revoked_tokens
+    assert not trakt.is_access_token_valid(pair.access_token)
+    assert trakt.active_tokens(DEMO_USER) == []
+
+    page.goto("/profile/")
+    assert page.get_by_text("No Trakt account linked.").is_visible()
+    visitor.assert_images_self_hosted()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{visitor.site_url}/")
+    assert page.get_by_role("button", name="Sign in with Trakt").is_visible()
+    visitor.screenshot("10-signed-out")
+    visitor.assert_only_consent_pages_from_trakt()
+
+
+def test_visitor_who_denies_consent_sees_a_friendly_error(visitor_factory, local_trakt):
+    trakt, _trakt_url = local_trakt
+    tokens_before = len(trakt.active_tokens())
+    visitor = visitor_factory()  # a new browser context: nobody signed in
+    page = sign_in_with_trakt(visitor, "11-second-visitor-home", "12-trakt-consent")
+
+    # Trakt sends the visitor back with error=access_denied; allauth redirects to its
+    # "login cancelled" page, an ordinary 200 page with a way to sign in.
+    with page.expect_navigation(url="**/accounts/3rdparty/login/cancelled/") as cancelled:
+        page.get_by_role("button", name="Deny").click()
+    response = cancelled.value
+    assert response is not None and response.status == 200
+    callback = response.request.redirected_from
+    assert callback is not None and CALLBACK_PATH in callback.url and "error=access_denied" in callback.url
+    assert "code=" not in callback.url
+    assert page.get_by_role("heading", name="Login Cancelled").is_visible()
+    assert page.get_by_text("You decided to cancel logging in").is_visible()
+    visitor.screenshot("13-login-cancelled")
+
+    assert len(trakt.active_tokens()) == tokens_before
+    visitor.assert_images_self_hosted()
+    visitor.assert_only_consent_pages_from_trakt()
