@@ -77,9 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
         signal.signal(signum, stop_on_signal)
     server = emulator.serve(args.host, args.port, public_url=args.public_url)
-    print(f"Trakt emulator listening on {server.url}", flush=True)
-    print(f"  client id: {args.client_id}; users: {', '.join(u.username for u in emulator.users)}", flush=True)
     try:
+        # Inside the try: a signal may arrive as soon as the first line is out.
+        print(f"Trakt emulator listening on {server.url}", flush=True)
+        print(f"  client id: {args.client_id}; users: {', '.join(u.username for u in emulator.users)}", flush=True)
         server.wait()
     except KeyboardInterrupt:
         logger.info("Interrupted, stopping")
