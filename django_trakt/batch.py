@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 STREAM_CHUNK = 2000
 
+#: Unreadable links are looked at too: they fail (and the command exits 1, so someone
+#: notices) until the right key is back, then they heal and refresh as usual.
+_REFRESHABLE = (TraktToken.Status.ACTIVE, TraktToken.Status.UNREADABLE)
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -84,7 +88,7 @@ def due_links(
     *, within: dt.timedelta = DEFAULT_MARGIN, force: bool = False, user_ids: Iterable[int] | None = None
 ) -> Any:
     """The active links the batch should look at, soonest expiry first (a queryset)."""
-    links = TraktToken.objects.filter(status=TraktToken.Status.ACTIVE)
+    links = TraktToken.objects.filter(status__in=_REFRESHABLE)
     if user_ids is not None:
         links = links.filter(account__user_id__in=list(user_ids))
     if not force:
@@ -122,7 +126,7 @@ def refresh_due_tokens(
     report = BatchReport()
     links = due_links(within=within, force=force, user_ids=user_ids)
     if not force:
-        everything = TraktToken.objects.filter(status=TraktToken.Status.ACTIVE)
+        everything = TraktToken.objects.filter(status__in=_REFRESHABLE)
         if user_ids is not None:
             everything = everything.filter(account__user_id__in=user_ids)
         report.outside_margin = everything.count() - links.count()

@@ -77,7 +77,14 @@ class TraktClient:
         if token.status in (TraktToken.Status.NEEDS_REAUTH, TraktToken.Status.REVOKED):
             raise TraktReauthorizationRequired("The user must sign in with Trakt again.")
         if token.status == TraktToken.Status.UNREADABLE:
-            raise TraktReauthorizationRequired("The stored Trakt token cannot be decrypted (TRAKT_TOKEN_KEYS).")
+            try:
+                # Reading it again is the test: once the right key is back, this
+                # succeeds and clears the flag (TraktToken._decrypt), and the link works.
+                token.access_token  # noqa: B018
+            except TokenDecryptionError as err:
+                raise TraktReauthorizationRequired(
+                    "The stored Trakt token cannot be decrypted (TRAKT_TOKEN_KEYS)."
+                ) from err
 
     @property
     def app(self) -> Any:

@@ -8,6 +8,7 @@ up in a traceback's locals without leaking.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,8 @@ def _expiry(data: Mapping[str, Any]) -> dt.datetime | None:
     try:
         lifetime = float(expires_in)
     except ValueError:
+        return None
+    if not math.isfinite(lifetime):  # "NaN", "inf": as good as no answer
         return None
     created_at = data.get("created_at")
     try:

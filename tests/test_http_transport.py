@@ -1,0 +1,196 @@
+"""The HTTP layer: unreachable Trakt, odd 2xx answers, odd headers, OAuth endpoints, settings.
+
+Whatever goes wrong, callers see a typed :mod:`django_trakt.exceptions` error, and
+neither the error nor the log carries a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+from django.test import override_settings
+
+from django_trakt import oauth
+from django_trakt.client import TraktClient
+from django_trakt.conf import trakt_settings
+from django_trakt.exceptions import (
+    TraktAPIError,
+    TraktInvalidGrant,
+    TraktMalformedResponse,
+    TraktRateLimited,
+    TraktTimeout,
+    TraktTransportError,
+)
+from django_trakt.http import get_user_settings, send
+from tests.conftest import CALLBACK_URL
+
+CLIENT_ID = settings.TRAKT_CLIENT_ID
+CLIENT_SECRET = settings.TRAKT_CLIENT_SECRET
+FRESH = dt.timedelta(days=6)
+
+
+def providers_with(**overrides):
+    return {"trakt": {**settings.SOCIALACCOUNT_PROVIDERS["trakt"], **overrides}}
+
+
+def issued_access_token(trakt, username="Watcher"):
+    return trakt.issue_tokens(username, CLIENT_ID)["access_token"]
+
+
+# -- Trakt cannot be reached -----------------------------------------------------------------------
+
+
+def test_send_unreachable_host_raises_transport_error_without_token(trakt, caplog):
+    # The emulator answers only its own hosts: anything else is "connection refused".
+    secret = "very-secret-access-token"
+    with caplog.at_level(logging.DEBUG, logger="django_trakt"), pytest.raises(TraktTransportError) as excinfo:
+        send("GET", "https://down.trakt.test/users/settings", client_id=CLIENT_ID, access_token=secret)
+    error = excinfo.value
+    assert not isinstance(error, TraktTimeout)
+    assert isinstance(error.__cause__, requests.ConnectionError)
+    assert "GET /users/settings" in str(error) and secret not in str(error)
+    assert "Trakt GET /users/settings failed: ConnectionError" in caplog.text
+    assert secret not in caplog.text
+
+
+def test_client_unreachable_api_raises_transport_error_and_logs_no_token(trakt, linked, caplog):
+    user, token = linked(expires_in=FRESH)
+    access, refresh = token.access_token, token.refresh_token
+    client = TraktClient.for_user(user)
+    with (
+        override_settings(SOCIALACCOUNT_PROVIDERS=providers_with(API_URL="https://down.trakt.test")),
+        caplog.at_level(logging.DEBUG, logger="django_trakt"),
+        pytest.raises(TraktTransportError) as excinfo,
+    ):
+        client.get("/sync/watchlist")
+    for text in (str(excinfo.value), caplog.text):
+        assert access not in text and refresh not in text
+    assert trakt.requests == []  # nothing reached the emulator
+
+
+# -- 2xx answers that are not what the endpoint promises ------------------------------------------
+
+
+def test_decode_json_html_page_with_200_is_malformed_response(trakt):
+    # A proxy or Cloudflare answering 200 with its own page.
+    trakt.cloudflare_next("/users/settings", status=200)
+    with pytest.raises(TraktMalformedResponse, match="text/html where JSON was expected"):
+        get_user_settings(CLIENT_ID, issued_access_token(trakt))
+
+
+def test_decode_json_without_content_type_is_malformed_response(trakt):
+    trakt.fail_next("/users/settings", status=200, body=b'{"user": {}}')
+    with pytest.raises(TraktMalformedResponse, match="no content type"):
+        get_user_settings(CLIENT_ID, issued_access_token(trakt))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"account": {"timezone": "UTC"}}, {"user": "Watcher"}, [{"user": {}}], None],
+    ids=["no-user", "user-not-object", "list", "null"],
+)
+def test_user_settings_without_user_object_is_malformed_response(trakt, document):
+    if document is None:
+        trakt.fail_next("/users/settings", status=200, body=b"null", headers={"Content-Type": "application/json"})
+    else:
+        trakt.fail_next("/users/settings", status=200, json=document)
+    with pytest.raises(TraktMalformedResponse, match="no user object"):
+        get_user_settings(CLIENT_ID, issued_access_token(trakt))
+
+
+def test_user_settings_returns_profile_document(trakt):
+    document = get_user_settings(CLIENT_ID, issued_access_token(trakt))
+    assert document["user"]["username"] == "Watcher"
+    (request,) = trakt.requests_to("/users/settings")
+    assert request.headers["trakt-api-version"] == "2" and request.headers["trakt-api-key"] == CLIENT_ID
+
+
+# -- Retry-After ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["Wed, 21 Oct 2015 07:28:00 GMT", "soon"])
+def test_retry_after_not_a_number_is_raised_at_once_without_waiting(trakt, linked, monkeypatch, value):
+    waits = []
+    monkeypatch.setattr("django_trakt.client.time.sleep", waits.append)
+    user, _token = linked(expires_in=FRESH)
+    trakt.fail_next(
+        "/users/settings", status=429, json={"error": "rate_limit_exceeded"}, headers={"Retry-After": value}
+    )
+    with pytest.raises(TraktRateLimited) as excinfo:
+        TraktClient.for_user(user).get("/users/settings")
+    assert excinfo.value.retry_after is None and excinfo.value.status_code == 429
+    assert waits == [] and len(trakt.requests_to("/users/settings")) == 1
+
+
+# -- OAuth endpoints ------------------------------------------------------------------------------
+
+
+def test_exchange_code_without_pkce_sends_no_verifier_and_gets_pair(trakt):
+    trakt.require_pkce = False
+    callback = trakt.decide(
+        {"client_id": CLIENT_ID, "redirect_uri": CALLBACK_URL, "response_type": "code", "state": "s1"}
+    )
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    grant = oauth.exchange_code(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code, redirect_uri=CALLBACK_URL)
+    assert trakt.is_access_token_valid(grant.access_token) and grant.refresh_token
+    (request,) = trakt.requests_to("/oauth/token")
+    assert request.json["grant_type"] == "authorization_code" and "code_verifier" not in request.json
+    # The code is single-use.
+    with pytest.raises(TraktInvalidGrant):
+        oauth.exchange_code(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code, redirect_uri=CALLBACK_URL)
+
+
+def test_token_endpoint_unparseable_400_is_api_error_not_rejected_grant(trakt):
+    # A garbled 400 (a proxy page) must not be mistaken for "refresh token rejected".
+    refresh = trakt.issue_tokens("Watcher", CLIENT_ID)["refresh_token"]
+    trakt.fail_next("/oauth/token", status=400, body="<html>Bad gateway config</html>")
+    with pytest.raises(TraktAPIError) as excinfo:
+        oauth.refresh_grant(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=refresh, redirect_uri="")
+    assert not isinstance(excinfo.value, TraktInvalidGrant) and excinfo.value.status_code == 400
+    assert refresh not in str(excinfo.value)
+
+
+def test_revoke_token_invalidates_access_token(trakt):
+    access = issued_access_token(trakt)
+    oauth.revoke_token(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token=access)
+    assert not trakt.is_access_token_valid(access)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"), [(302, {"Location": "https://trakt.test/login"}), (204, {})], ids=["redirect", "204"]
+)
+def test_revoke_token_unconfirmed_answer_is_api_error_without_token(trakt, status, headers):
+    access = issued_access_token(trakt)
+    trakt.fail_next("/oauth/revoke", status=status, headers=headers)
+    with pytest.raises(TraktAPIError, match="did not confirm the revocation") as excinfo:
+        oauth.revoke_token(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token=access)
+    assert excinfo.value.status_code == status and access not in str(excinfo.value)
+    assert trakt.is_access_token_valid(access)  # nothing was revoked: the caller must know
+    (request,) = trakt.requests_to("/oauth/revoke")
+    assert request.json["token"] == access
+
+
+# -- settings the transport and the pages read ----------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["five minutes", [300], {"ttl": 1}])
+def test_numeric_setting_unparseable_falls_back_to_default(value):
+    with override_settings(TRAKT_WATCHLIST_TTL=value, TRAKT_PAGE_TIMEOUT=value):
+        assert trakt_settings.WATCHLIST_TTL == 300.0
+        assert trakt_settings.PAGE_TIMEOUT == 3.0
+
+
+def test_numeric_setting_below_minimum_is_raised_to_it():
+    with override_settings(TRAKT_PAGE_TIMEOUT="0", TRAKT_WATCHLIST_TTL=-5):
+        assert trakt_settings.PAGE_TIMEOUT == 0.1
+        assert trakt_settings.WATCHLIST_TTL == 0.0
+
+
+def test_image_hosts_single_string_setting_is_one_host():
+    with override_settings(TRAKT_IMAGE_HOSTS=" Media.Example.COM "):
+        assert trakt_settings.IMAGE_HOSTS == ["media.example.com"]
