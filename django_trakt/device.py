@@ -16,6 +16,7 @@ Nothing here logs or puts into an exception the device code or a token.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +92,7 @@ def _positive_number(value: Any, default: float) -> float:
         number = float(value)
     except ValueError:
         return default
-    return number if number >= 0 else default
+    return number if math.isfinite(number) and number >= 0 else default
 
 
 def _device_authorization(document: Any) -> DeviceAuthorization:

@@ -346,7 +346,9 @@ class TraktEmulator:
         """Remove an item by its list id, re-rank the rest, bump the activities."""
         with self.lock:
             owner = self.get_user(user)
-            item = next(entry for entry in owner.watchlist if entry.id == item_id)
+            item = next((entry for entry in owner.watchlist if entry.id == item_id), None)
+            if item is None:
+                raise KeyError(f"no watchlist item {item_id} for {owner.username}")
             owner.watchlist.remove(item)
             for entry in owner.watchlist:
                 if entry.rank > item.rank:
@@ -639,7 +641,8 @@ class TraktEmulator:
         """``/oauth/device/token``: 400 pending, 404, 409, 410, 418, 429, or the tokens."""
         with self.lock:
             app = self.authenticate_client(body.get("client_id"), body.get("client_secret"))
-            device = self._devices.get(body.get("code") or "")
+            code = body.get("code")
+            device = self._devices.get(code) if isinstance(code, str) else None
             if device is None or device.client_id != app.client_id:
                 raise OAuthError(404)
             if device.status == "used":
