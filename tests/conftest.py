@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 
 import pytest
+import responses
 from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.utils import timezone
 
+from django_trakt import watchlist
 from django_trakt.models import TraktToken
 from django_trakt.testing import TraktEmulator
 from django_trakt.tokens import grant_from_response
@@ -32,6 +36,14 @@ def make_emulator() -> TraktEmulator:
     )
     emulator.add_user("Watcher", name="Wanda Watcher")
     return emulator
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Every test starts and ends with an empty cache (watchlists, backoffs, image failures)."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -76,3 +88,28 @@ def linked(trakt, db):
         return link_user(trakt, username, expires_in=expires_in)
 
     return make
+
+
+class Clock:
+    """The watchlist module's clock, moved by hand instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(watchlist, "_now", lambda: fake.now)
+    return fake
+
+
+@pytest.fixture
+def web():
+    """The local Trakt in-process, plus ``responses`` for hand-made image hosts."""
+    emulator = make_emulator()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, emulator.mock(rsps):
+        yield emulator, rsps

@@ -20,7 +20,6 @@ from django.urls import reverse
 from django_trakt import images
 from django_trakt.images import ImageRefused, fetch_image
 from django_trakt.testing.images import poster_png
-from tests.conftest import make_emulator
 
 pytestmark = pytest.mark.django_db
 
@@ -40,13 +39,6 @@ def image_settings(settings, tmp_path):
     cache.clear()
     yield settings
     cache.clear()
-
-
-@pytest.fixture
-def web():
-    emulator = make_emulator()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, emulator.mock(rsps):
-        yield emulator, rsps
 
 
 def poster_path(source: str) -> str:

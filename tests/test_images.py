@@ -17,7 +17,7 @@ from django_trakt import images
 from django_trakt.conf import LIBRARY_USER_AGENT
 from django_trakt.images import ImageRefused, fetch_image, sniff_image_type
 from django_trakt.testing.images import avatar_png, poster_png
-from tests.conftest import link_user, make_emulator
+from tests.conftest import link_user
 
 pytestmark = pytest.mark.django_db
 
@@ -49,14 +49,6 @@ def image_settings(settings, tmp_path):
     cache.clear()
     yield settings
     cache.clear()
-
-
-@pytest.fixture
-def web():
-    """The local Trakt in-process, plus ``responses`` for hand-made image hosts."""
-    emulator = make_emulator()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, emulator.mock(rsps):
-        yield emulator, rsps
 
 
 def with_avatar(user, url: str | None) -> SocialAccount:

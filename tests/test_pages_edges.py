@@ -5,7 +5,6 @@ site problems, the admin's messages, revocation crashes and the callback check."
 from __future__ import annotations
 
 import datetime as dt
-import time
 from io import StringIO
 
 import pytest
@@ -34,28 +33,6 @@ urlpatterns: list = []
 OWN_LIST = r"/sync/watchlist/.*"
 ACTIVITIES = "/sync/last_activities"
 CHANGELIST = reverse("admin:django_trakt_trakttoken_changelist")
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = Clock()
-    monkeypatch.setattr(watchlist, "_now", lambda: fake.now)
-    return fake
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from django.db import connection
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import SimpleTestCase
@@ -36,13 +35,6 @@ def render(source: str, **context) -> str:
 
 def assert_html(html: str, expected: str) -> None:
     _html.assertHTMLEqual(html, expected)
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from django_trakt import client as client_module
-from django_trakt import watchlist
 from django_trakt.client import TraktClient
 from django_trakt.exceptions import (
     TraktAccountLimit,
@@ -30,30 +29,6 @@ pytestmark = pytest.mark.django_db
 
 OWN_LIST = r"/sync/watchlist/.*"
 ACTIVITIES = "/sync/last_activities"
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-class Clock:
-    """The watchlist module's clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = Clock()
-    monkeypatch.setattr(watchlist, "_now", lambda: fake.now)
-    return fake
 
 
 @pytest.fixture
