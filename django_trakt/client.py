@@ -106,7 +106,7 @@ class TraktClient:
         if self.token is None:
             return None
         if is_due(self.token, ON_DEMAND_MARGIN):
-            result = refresh_token(self.token, within=ON_DEMAND_MARGIN, app=self.app)
+            result = refresh_token(self.token, within=ON_DEMAND_MARGIN, app=self.app, timeout=self.timeout)
             self._reload_after(result.outcome)
             if result.outcome is Outcome.FAILED and self.token.is_expired:
                 # About to expire is still usable; already expired is not.
@@ -129,7 +129,9 @@ class TraktClient:
                 raise
             # Trakt rejected a token we thought valid (revoked? refreshed elsewhere?):
             # refresh once, unless someone already did, and retry once.
-            result = refresh_token(self.token, unless_access_token_changed_from=access_token, app=self.app)
+            result = refresh_token(
+                self.token, unless_access_token_changed_from=access_token, app=self.app, timeout=self.timeout
+            )
             self._reload_after(result.outcome)
             if result.outcome is Outcome.FAILED:
                 raise TraktRefreshFailed(f"Refreshing the rejected Trakt token failed: {result.detail}") from None

@@ -23,9 +23,14 @@ def _is_rejected_grant(status: int, body: Any) -> bool:
     return status == 400 and body is None
 
 
-def _post_token(client_id: str, payload: dict[str, Any]) -> TokenGrant:
+def _post_token(client_id: str, payload: dict[str, Any], timeout: float | None = None) -> TokenGrant:
     response = send(
-        "POST", f"{trakt_settings.AUTH_URL}/oauth/token", client_id=client_id, json=payload, raise_for_status=False
+        "POST",
+        f"{trakt_settings.AUTH_URL}/oauth/token",
+        client_id=client_id,
+        json=payload,
+        raise_for_status=False,
+        timeout=timeout,
     )
     if response.status_code >= 400:
         try:
@@ -55,8 +60,13 @@ def exchange_code(
     return _post_token(client_id, payload)
 
 
-def refresh_grant(*, client_id: str, client_secret: str, refresh_token: str, redirect_uri: str) -> TokenGrant:
-    """Trade a (single-use) refresh token for a new pair; the old one dies."""
+def refresh_grant(
+    *, client_id: str, client_secret: str, refresh_token: str, redirect_uri: str, timeout: float | None = None
+) -> TokenGrant:
+    """Trade a (single-use) refresh token for a new pair; the old one dies.
+
+    ``timeout`` overrides the ``TIMEOUT`` setting (a page render passes its shorter budget).
+    """
     payload = {
         "refresh_token": refresh_token,
         "client_id": client_id,
@@ -64,7 +74,7 @@ def refresh_grant(*, client_id: str, client_secret: str, refresh_token: str, red
         "redirect_uri": redirect_uri,
         "grant_type": "refresh_token",
     }
-    return _post_token(client_id, payload)
+    return _post_token(client_id, payload, timeout)
 
 
 def revoke_token(*, client_id: str, client_secret: str, token: str) -> None:

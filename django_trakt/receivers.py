@@ -53,9 +53,31 @@ def store_token_for_login(sociallogin: SocialLogin | None) -> TraktToken | None:
     return token
 
 
+def _is_refused_connect(request: Any, sociallogin: SocialLogin) -> bool:
+    """A signed-in user connecting a Trakt account that belongs to someone else.
+
+    allauth's lookup announces the existing account (``social_account_updated``) before
+    it refuses such a connect; the other user's stored link must not change because of it.
+    """
+    user = getattr(request, "user", None)
+    return (
+        sociallogin.state.get("process") == "connect"
+        and user is not None
+        and user.is_authenticated
+        and sociallogin.account.user_id != user.pk
+    )
+
+
 @receiver(social_account_updated, dispatch_uid="django_trakt.store_on_update")
+def _store_on_login(sender: Any, sociallogin: SocialLogin, request: Any = None, **kwargs: Any) -> None:
+    if _is_refused_connect(request, sociallogin):
+        logger.info("Trakt account %s belongs to another user; connect refused, link unchanged", sociallogin.account.pk)
+        return
+    store_token_for_login(sociallogin)
+
+
 @receiver(social_account_added, dispatch_uid="django_trakt.store_on_connect")
-def _store_on_login_or_connect(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> None:
+def _store_on_connect(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> None:
     store_token_for_login(sociallogin)
 
 

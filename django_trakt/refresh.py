@@ -90,6 +90,7 @@ def refresh_token(
     unless_access_token_changed_from: str | None = None,
     app: Any = None,
     skip_locked: bool = False,
+    timeout: float | None = None,
 ) -> RefreshResult:
     """Refresh one link if it is due (or ``force``), safely under concurrency.
 
@@ -99,6 +100,7 @@ def refresh_token(
     instead of spending another refresh. ``app``: the Trakt app, to save a query per
     token in a batch. ``skip_locked``: a batch passes over a row another process is
     refreshing right now (PostgreSQL) instead of queueing behind it; on demand we wait.
+    ``timeout``: seconds for Trakt's answer (default: the ``TIMEOUT`` setting).
     """
     pk = token.pk if isinstance(token, TraktToken) else token
     margin = DEFAULT_MARGIN if within is None else within
@@ -128,6 +130,7 @@ def refresh_token(
                     client_secret=app.secret,
                     refresh_token=refresh_value,
                     redirect_uri=_redirect_uri(),
+                    timeout=timeout,
                 )
             except (TraktInvalidGrant, TraktUnauthorized) as err:
                 rejected = err

@@ -284,6 +284,24 @@ def test_client_transient_refresh_failure_raises_and_keeps_token(trakt, linked, 
     assert snapshot(token) == before and token.status == TraktToken.Status.ACTIVE
 
 
+def test_client_on_demand_refresh_uses_the_clients_timeout(trakt, linked, monkeypatch):
+    from django_trakt import http
+
+    timeouts = []
+    real_send = http.send
+
+    def recording_send(method, url, **kwargs):
+        timeouts.append((url.rsplit("/", 2)[-2:], kwargs.get("timeout")))
+        return real_send(method, url, **kwargs)
+
+    monkeypatch.setattr("django_trakt.oauth.send", recording_send)
+    monkeypatch.setattr("django_trakt.client.send", recording_send)
+    user, _token = linked(expires_in=EXPIRED)
+    TraktClient.for_user(user, timeout=1.5).get("/users/settings")
+    # A page's short budget covers the refresh too, not only the API call.
+    assert timeouts == [(["oauth", "token"], 1.5), (["users", "settings"], 1.5)]
+
+
 def test_client_for_user_without_link_is_typed_error(trakt, db, django_user_model):
     user = django_user_model.objects.create_user("nolink")
     with pytest.raises(TraktNotLinked):

@@ -194,6 +194,21 @@ def test_signed_in_user_connects_trakt(client, trakt):
     assert token.account == account and trakt.is_access_token_valid(token.access_token)
 
 
+def test_connecting_trakt_account_of_another_user_is_refused_and_leaves_their_link(client, trakt):
+    signup_form(client, sign_in(client, trakt))
+    owner_token = only_token()
+    access, refresh = owner_token.access_token, owner_token.refresh_token
+    client.logout()
+    intruder = User.objects.create_user("intruder", "intruder@example.com", "pw")
+    client.force_login(intruder)
+    response = sign_in(client, trakt, process="connect")
+    assert response.status_code == 302
+    account = SocialAccount.objects.get()
+    assert account.user.username == "Watcher"  # still the owner's
+    after = only_token()
+    assert (after.access_token, after.refresh_token) == (access, refresh)
+
+
 # -- bad input: a clear error page, nothing saved ------------------------------------------
 
 
