@@ -91,19 +91,27 @@ def status_line(status: int) -> str:
     return f"{status} {phrase}"
 
 
+def _from_recorded(name: str) -> Any:
+    return property(lambda request: getattr(request.recorded, name), doc=f"``{name}`` of the recorded request.")
+
+
 @dataclasses.dataclass
 class Request:
-    """A parsed WSGI request; ``recorded`` is the same request as tests see it."""
+    """A WSGI request as handlers see it: the request tests see (``recorded``) plus its environ.
+
+    The parsed parts live once, on ``recorded``; the attributes below read them there.
+    """
 
     environ: dict[str, Any]
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CaseInsensitiveDict[str]
-    body: bytes
-    json: Any
-    form: dict[str, str] | None
     recorded: RecordedRequest
+
+    method = _from_recorded("method")
+    path = _from_recorded("path")
+    query = _from_recorded("query")
+    headers = _from_recorded("headers")
+    body = _from_recorded("body")
+    json = _from_recorded("json")
+    form = _from_recorded("form")
 
     @property
     def inprocess(self) -> bool:
@@ -160,7 +168,7 @@ def parse_request(environ: dict[str, Any], now: float) -> Request:
         timestamp=now,
         url=url,
     )
-    return Request(environ, method, path, query, headers, body, parsed_json, form, recorded)
+    return Request(environ, recorded)
 
 
 Handler = Callable[["Request", dict[str, str]], Response]
