@@ -16,13 +16,13 @@ Nothing here logs or puts into an exception the device code or a token.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktMalformedResponse, TraktRateLimited
 from django_trakt.http import decode_json, error_for_response, send
+from django_trakt.numbers import finite_number
 from django_trakt.tokens import TokenGrant, grant_from_response
 
 #: What Trakt documents when a device code answer leaves them out.
@@ -86,13 +86,8 @@ class DevicePoll:
 
 
 def _positive_number(value: Any, default: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        return default
-    return number if math.isfinite(number) and number >= 0 else default
+    number = finite_number(value)
+    return number if number is not None and number >= 0 else default
 
 
 def _device_authorization(document: Any) -> DeviceAuthorization:

@@ -31,6 +31,7 @@ from django_trakt.exceptions import (
     TraktUnauthorized,
     TraktVIPOnly,
 )
+from django_trakt.numbers import finite_number
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +76,8 @@ def _excerpt(response: requests.Response) -> str:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    seconds = finite_number(response.headers.get("Retry-After"))
+    return None if seconds is None else max(0.0, seconds)
 
 
 def error_for_response(response: requests.Response) -> TraktAPIError:

@@ -8,7 +8,6 @@ up in a traceback's locals without leaking.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from django_trakt.exceptions import TraktMalformedResponse
+from django_trakt.numbers import finite_number
 
 
 @dataclass(frozen=True, repr=False)
@@ -36,14 +36,8 @@ def _expiry(data: Mapping[str, Any]) -> dt.datetime | None:
     A response without them (or with nonsense) means "unknown expiry", not an error.
     Without ``created_at`` the lifetime counts from now.
     """
-    expires_in = data.get("expires_in")
-    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float, str)):
-        return None
-    try:
-        lifetime = float(expires_in)
-    except ValueError:
-        return None
-    if not math.isfinite(lifetime):  # "NaN", "inf": as good as no answer
+    lifetime = finite_number(data.get("expires_in"))
+    if lifetime is None:
         return None
     created_at = data.get("created_at")
     try:
