@@ -12,6 +12,7 @@ from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.cache.backends.base import BaseCache
 from django.utils import timezone
 
 from django_trakt import watchlist
@@ -113,3 +114,30 @@ def web():
     emulator = make_emulator()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, emulator.mock(rsps):
         yield emulator, rsps
+
+
+class BrokenCache(BaseCache):
+    """A cache backend that is down (a Redis that went away): ``"tests.conftest.BrokenCache"``."""
+
+    def __init__(self, location, params):
+        super().__init__(params)
+
+    def _down(self, *args, **kwargs):
+        raise ConnectionError("cache down")
+
+    get = set = add = delete = _down
+
+
+@pytest.fixture
+def member(client, db):
+    """A signed-in user of the site, not linked to Trakt yet."""
+    user = get_user_model().objects.create_user("member", "member@example.com", "pw")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def fast(trakt):
+    """The local Trakt with a device interval of 0: every poll may ask."""
+    trakt.device_interval = 0
+    return trakt

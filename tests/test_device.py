@@ -32,21 +32,6 @@ CONNECTIONS = reverse("socialaccount_connections")
 JSON = {"Accept": "application/json"}
 
 
-@pytest.fixture
-def member(client):
-    """A signed-in user of the site, not linked to Trakt yet."""
-    user = User.objects.create_user("member", "member@example.com", "pw")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def fast(trakt):
-    """The local Trakt with a device interval of 0: every poll may ask."""
-    trakt.device_interval = 0
-    return trakt
-
-
 class Clock:
     """Moves the site's clock and the local Trakt's together, without sleeping."""
 

@@ -53,19 +53,6 @@ def without_settings_app(settings) -> None:
     settings.SOCIALACCOUNT_PROVIDERS = {"trakt": trakt}
 
 
-@pytest.fixture
-def member(client, db):
-    user = User.objects.create_user("member", "member@example.com", "pw")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def fast(trakt):
-    trakt.device_interval = 0
-    return trakt
-
-
 def start_linking(client) -> str:
     response = client.post(START)
     assert response.status_code == 302 and response["Location"] == PENDING

@@ -12,7 +12,6 @@ import time
 import pytest
 import responses
 from django.core.cache import cache
-from django.core.cache.backends.base import BaseCache
 from django.core.files.base import ContentFile
 from django.core.files.storage import InMemoryStorage, storages
 from django.urls import reverse
@@ -247,18 +246,6 @@ class RacingStorage(InMemoryStorage):
         return found
 
 
-class BrokenCache(BaseCache):
-    """A cache backend that is down (a Redis that went away)."""
-
-    def __init__(self, location, params):
-        super().__init__(params)
-
-    def _down(self, *args, **kwargs):
-        raise ConnectionError("cache down")
-
-    get = set = add = delete = _down
-
-
 def use_storage(settings, backend: str) -> None:
     settings.STORAGES = {**settings.STORAGES, "trakt_images": {"BACKEND": f"{__name__}.{backend}"}}
     settings.TRAKT_IMAGE_STORAGE = "trakt_images"
@@ -267,7 +254,7 @@ def use_storage(settings, backend: str) -> None:
 def use_broken_cache(settings) -> None:
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "broken": {"BACKEND": f"{__name__}.BrokenCache"},
+        "broken": {"BACKEND": "tests.conftest.BrokenCache"},
     }
     settings.TRAKT_CACHE = "broken"
 

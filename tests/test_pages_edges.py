@@ -11,7 +11,6 @@ import pytest
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.sites.models import Site
 from django.core.cache import cache
-from django.core.cache.backends.base import BaseCache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
@@ -42,18 +41,6 @@ def viewer(trakt, linked):
     trakt.add_watchlist_item(user.username, "movie", title="Alien", year=1979)
     trakt.reset_requests()
     return user
-
-
-class BrokenCache(BaseCache):
-    """A cache backend that is down (a Redis that went away)."""
-
-    def __init__(self, location, params):
-        super().__init__(params)
-
-    def _down(self, *args, **kwargs):
-        raise ConnectionError("cache down")
-
-    get = set = add = delete = _down
 
 
 def render(source: str, **context) -> str:
@@ -141,7 +128,7 @@ def test_limit_that_is_not_a_number_shows_up_to_the_maximum(trakt, linked):
 def test_cache_outage_never_breaks_a_watchlist(trakt, viewer, settings, caplog):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "broken": {"BACKEND": f"{__name__}.BrokenCache"},
+        "broken": {"BACKEND": "tests.conftest.BrokenCache"},
     }
     settings.TRAKT_CACHE = "broken"
     first = get_watchlist(viewer, type="movies")
