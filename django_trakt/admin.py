@@ -25,6 +25,7 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import formats, timezone
+from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -41,6 +42,23 @@ EXPIRING_SOON = dt.timedelta(hours=24)
 
 #: How many per-link reasons an action's message lists before "and N more".
 _MAX_DETAILS = 10
+
+#: What to do about a link in each status (its page shows it; the list shows last_error).
+#: An unreadable link needs a key back, a corrupted one a new sign-in: the advice differs.
+STATUS_ADVICE: dict[str, str | Promise] = {
+    TraktToken.Status.ACTIVE: "",
+    TraktToken.Status.NEEDS_REAUTH: _(
+        "Trakt no longer accepts this link's tokens: the user must sign in with Trakt again."
+    ),
+    TraktToken.Status.REVOKED: _("The link was revoked: the user must sign in with Trakt again."),
+    TraktToken.Status.UNREADABLE: _(
+        "No configured key decrypts the stored token. Put the key that encrypted it back into TRAKT_TOKEN_KEYS "
+        "(after the first key): the link then works again by itself, without asking the user."
+    ),
+    TraktToken.Status.CORRUPTED: _(
+        "The stored ciphertext is damaged and no key can bring it back: the user must sign in with Trakt again."
+    ),
+}
 
 
 def trakt_username(account: SocialAccount) -> str:
@@ -121,6 +139,10 @@ class _TokenDisplay:
     def short_last_error(self, token: TraktToken) -> str:
         return Truncator(token.last_error).chars(80)
 
+    @admin.display(description=_("what to do"))
+    def advice(self, token: TraktToken) -> str:
+        return str(STATUS_ADVICE.get(token.status, ""))
+
 
 @admin.register(TraktToken)
 class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
@@ -134,6 +156,7 @@ class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
         "user",
         "trakt_username",
         "status",
+        "advice",
         "expiry",
         "last_refreshed_at",
         "last_error",
@@ -287,7 +310,7 @@ class TraktTokenInline(_TokenDisplay, admin.StackedInline):
 
     model = TraktToken
     fk_name = "account"
-    fields = ("status", "expiry", "last_refreshed_at", "short_last_error")
+    fields = ("status", "advice", "expiry", "last_refreshed_at", "short_last_error")
     readonly_fields = fields
     can_delete = False
     show_change_link = True

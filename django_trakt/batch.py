@@ -5,10 +5,23 @@ Rows are streamed (primary keys only), so memory stays flat however many links a
 has; at most ``2 * concurrency`` are in flight at once. Several copies may run at the
 same time on several machines: each token is refreshed under its row lock, and a row
 another copy is refreshing is passed over (see :mod:`django_trakt.refresh`).
+
+Two cases run one link at a time, in the calling thread, whatever ``concurrency`` says
+(:attr:`BatchReport.sequential_reason` tells which):
+
+- SQLite: it has one writer for the whole database, and each refresh holds it while
+  Trakt answers; worker threads would only queue for it and time out.
+- Inside a transaction (an ``atomic()`` block, a ``TestCase``): worker threads have
+  connections of their own, which cannot see the caller's uncommitted rows.
+
+A fault of the site's configuration (:class:`~django_trakt.exceptions.TraktSiteMisconfigured`)
+stops the batch at once and is raised: every other link would fail the same way, and none
+is flagged for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -19,11 +32,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection
+from django.db import connections
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from django_trakt.conf import get_trakt_app
+from django_trakt.exceptions import TraktSiteMisconfigured
+from django_trakt.locks import database_alias, has_row_locks
 from django_trakt.models import TraktToken
+from django_trakt.redirect_uri import refresh_redirect_uri
 from django_trakt.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_with_retries
 
 logger = logging.getLogger(__name__)
@@ -47,6 +64,8 @@ class BatchReport:
     counts: Counter[Outcome] = field(default_factory=Counter)
     #: Active links outside the margin (never locked nor sent to Trakt).
     outside_margin: int = 0
+    #: Why the links were refreshed one at a time despite ``concurrency`` ("" if they were not).
+    sequential_reason: str = ""
 
     @property
     def refreshed(self) -> int:
@@ -123,7 +142,14 @@ def refresh_due_tokens(
     :func:`~django_trakt.refresh.refresh_with_retries`.
     """
     user_ids = list(user_ids) if user_ids is not None else None
+    # Site faults that can be told before any link is tried (no Site, no app).
+    app = get_trakt_app()
+    refresh_redirect_uri()
     report = BatchReport()
+    if concurrency > 1:
+        report.sequential_reason = sequential_reason()
+        if report.sequential_reason:
+            concurrency = 1
     links = due_links(within=within, force=force, user_ids=user_ids)
     if not force:
         everything = TraktToken.objects.filter(status__in=_REFRESHABLE)
@@ -136,13 +162,14 @@ def refresh_due_tokens(
                 on_result(candidate, None)
         return report
 
-    app = get_trakt_app()
     limiter = RateLimiter(max_rate)
 
     def refresh_one(candidate: Candidate) -> RefreshResult:
         limiter.wait()
         try:
             return refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
+        except TraktSiteMisconfigured:
+            raise
         except Exception as err:  # one broken row must not stop the batch
             logger.exception("Unexpected error refreshing Trakt link %s", candidate.pk)
             return RefreshResult(Outcome.FAILED, None, f"unexpected error: {type(err).__name__}")
@@ -161,6 +188,16 @@ def refresh_due_tokens(
     return report
 
 
+def sequential_reason() -> str:
+    """Why a batch asked for several threads refreshes one link at a time ("" if it does not)."""
+    alias = database_alias()
+    if connections[alias].in_atomic_block:
+        return gettext("called inside a transaction: refreshing in the caller's thread, one link at a time")
+    if not has_row_locks(alias):
+        return gettext("SQLite has one writer: refreshing one link at a time")
+    return ""
+
+
 def _run_threaded(
     candidates: Iterator[Candidate],
     refresh_one: Callable[[Candidate], RefreshResult],
@@ -171,21 +208,29 @@ def _run_threaded(
     in the calling thread (so ``on_result`` needs no locking)."""
     work: queue.Queue[Candidate | None] = queue.Queue(maxsize=2 * concurrency)
     results: queue.Queue[tuple[Candidate, RefreshResult]] = queue.Queue()
+    faults: list[TraktSiteMisconfigured] = []
 
     def worker() -> None:
         try:
             while (candidate := work.get()) is not None:
-                results.put((candidate, refresh_one(candidate)))
+                if faults:
+                    continue  # a site fault stopped the batch: drain the queue untried
+                try:
+                    results.put((candidate, refresh_one(candidate)))
+                except TraktSiteMisconfigured as err:
+                    faults.append(err)
         finally:
             # Each thread has its own database connection: give it back.
-            connection.close()
+            connections[database_alias()].close()
 
     def drain() -> None:
         while True:
             try:
                 record(*results.get_nowait())
             except queue.Empty:
-                return
+                break
+        if faults:
+            raise faults[0]
 
     threads = [threading.Thread(target=worker, name=f"trakt-refresh-{n}", daemon=True) for n in range(concurrency)]
     for thread in threads:
@@ -205,5 +250,11 @@ def _run_threaded(
         for thread in threads:
             while thread.is_alive():
                 thread.join(timeout=0.05)
-                drain()
+                _drain_quietly(drain)
+    drain()
+
+
+def _drain_quietly(drain: Callable[[], None]) -> None:
+    # While the workers wind down, a fault is kept for the final drain to raise.
+    with contextlib.suppress(TraktSiteMisconfigured):
         drain()

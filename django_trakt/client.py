@@ -4,18 +4,30 @@
 when the token is about to expire, and on a 401 it refreshes once and retries once
 (another process may have refreshed meanwhile: then its new token is used, no second
 refresh is spent). Errors are the typed exceptions of :mod:`django_trakt.exceptions`.
+
+A refresh always gets the full ``TIMEOUT``, never a page's shorter budget: a refresh
+cut short may already have rotated the token at Trakt, and its answer would be lost.
+A client with a ``refresh_wait`` (the template tags pass ``TRAKT_PAGE_TIMEOUT``) keeps
+the refresh off its own budget instead: it uses an access token that still works rather
+than refresh, and when the token has expired it waits at most ``refresh_wait`` seconds
+for a refresh running on a thread of its own, which goes on to store the pair if the
+page stops waiting.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from django.db import connections
+
 from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.exceptions import (
     TokenDecryptionError,
+    TraktError,
     TraktMalformedResponse,
     TraktNotLinked,
     TraktRateLimited,
@@ -24,8 +36,9 @@ from django_trakt.exceptions import (
     TraktUnauthorized,
 )
 from django_trakt.http import decode_json, get_user_settings, send, trakt_headers  # re-exported
+from django_trakt.locks import database_alias
 from django_trakt.models import TraktToken
-from django_trakt.refresh import ON_DEMAND_MARGIN, Outcome, is_due, refresh_token
+from django_trakt.refresh import ON_DEMAND_MARGIN, Outcome, RefreshResult, is_due, refresh_token
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +60,17 @@ class TraktClient:
         app: Any = None,
         timeout: float | None = None,
         max_retry_wait: float = SHORT_RETRY_AFTER,
+        refresh_wait: float | None = None,
     ) -> None:
         self._app = app
         self.token = token
-        #: Seconds per request (None: the TIMEOUT setting); page renders pass less.
+        #: Seconds per API request (None: the TIMEOUT setting); page renders pass less.
+        #: Refreshes always get the full TIMEOUT.
         self.timeout = timeout
         #: The longest ``Retry-After`` waited out once; a longer one is raised at once.
         self.max_retry_wait = max_retry_wait
+        #: Seconds a caller on a budget (a page) waits for a refresh; None: as long as it takes.
+        self.refresh_wait = refresh_wait
 
     @classmethod
     def for_user(cls, user: Any, **options: Any) -> TraktClient:
@@ -76,15 +93,14 @@ class TraktClient:
     def _raise_if_flagged(token: TraktToken) -> None:
         if token.status in (TraktToken.Status.NEEDS_REAUTH, TraktToken.Status.REVOKED):
             raise TraktReauthorizationRequired("The user must sign in with Trakt again.")
-        if token.status == TraktToken.Status.UNREADABLE:
+        if token.status in TraktToken.DECRYPTION_FLAGS:
             try:
-                # Reading it again is the test: once the right key is back, this
-                # succeeds and clears the flag (TraktToken._decrypt), and the link works.
+                # Reading it again is the test: once the right key is back, this succeeds
+                # and the model clears the flag (both columns must decrypt for that). An
+                # access token that reads is usable even while the row stays flagged.
                 token.access_token  # noqa: B018
             except TokenDecryptionError as err:
-                raise TraktReauthorizationRequired(
-                    "The stored Trakt token cannot be decrypted (TRAKT_TOKEN_KEYS)."
-                ) from err
+                raise TraktReauthorizationRequired(str(err)) from err
 
     @property
     def app(self) -> Any:
@@ -94,23 +110,58 @@ class TraktClient:
 
     # -- tokens ---------------------------------------------------------------------
 
-    def _reload_after(self, outcome: Outcome) -> None:
-        if self.token is None:
-            return
-        self.token.refresh_from_db()
-        if outcome is Outcome.NEEDS_REAUTH:
+    def _refresh(self, token: TraktToken, **options: Any) -> RefreshResult:
+        if self.refresh_wait is None or not _can_refresh_on_own_thread():
+            result = refresh_token(token, app=self.app, **options)
+        else:
+            result = self._refresh_on_own_thread(token.pk, options)
+        token.refresh_from_db()
+        if result.outcome is Outcome.NEEDS_REAUTH:
             raise TraktReauthorizationRequired("Trakt rejected the refresh token; the user must sign in again.")
-        self._raise_if_flagged(self.token)
+        self._raise_if_flagged(token)
+        return result
+
+    def _refresh_on_own_thread(self, pk: int, options: dict[str, Any]) -> RefreshResult:
+        """Refresh on a thread (and connection) of its own; wait at most ``refresh_wait``."""
+        app = self.app
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = refresh_token(pk, app=app, **options)
+            except TraktError as err:
+                outcome["error"] = err
+            except Exception:
+                logger.exception("Refreshing Trakt link %s failed unexpectedly", pk)
+            finally:
+                connections[database_alias()].close()
+
+        # Not a daemon: a process that exits lets the refresh finish storing its pair.
+        thread = threading.Thread(target=run, name=f"trakt-refresh-{pk}")
+        thread.start()
+        thread.join(self.refresh_wait)
+        if thread.is_alive():
+            raise TraktRefreshFailed("Trakt is slow to refresh the token; the refresh goes on in the background.")
+        if "error" in outcome:
+            raise outcome["error"]
+        if "result" not in outcome:
+            raise TraktRefreshFailed("Refreshing the Trakt token failed unexpectedly.")
+        result: RefreshResult = outcome["result"]
+        return result
 
     def _access_token(self) -> str | None:
         if self.token is None:
             return None
         if is_due(self.token, ON_DEMAND_MARGIN):
-            result = refresh_token(self.token, within=ON_DEMAND_MARGIN, app=self.app, timeout=self.timeout)
-            self._reload_after(result.outcome)
-            if result.outcome is Outcome.FAILED and self.token.is_expired:
-                # About to expire is still usable; already expired is not.
-                raise TraktRefreshFailed(f"Refreshing the expired Trakt token failed: {result.detail}")
+            if self.refresh_wait is not None and not self.token.is_expired:
+                # On a budget, a token that still works beats a refresh: the scheduled
+                # refresh (or the next caller without a budget) renews it.
+                pass
+            else:
+                result = self._refresh(self.token, within=ON_DEMAND_MARGIN)
+                if result.outcome is Outcome.FAILED and self.token.is_expired:
+                    # About to expire is still usable; already expired is not.
+                    raise TraktRefreshFailed(f"Refreshing the expired Trakt token failed: {result.detail}")
         try:
             return self.token.access_token
         except TokenDecryptionError as err:
@@ -129,10 +180,7 @@ class TraktClient:
                 raise
             # Trakt rejected a token we thought valid (revoked? refreshed elsewhere?):
             # refresh once, unless someone already did, and retry once.
-            result = refresh_token(
-                self.token, unless_access_token_changed_from=access_token, app=self.app, timeout=self.timeout
-            )
-            self._reload_after(result.outcome)
+            result = self._refresh(self.token, unless_access_token_changed_from=access_token)
             if result.outcome is Outcome.FAILED:
                 raise TraktRefreshFailed(f"Refreshing the rejected Trakt token failed: {result.detail}") from None
             return self._send_once_more_if_short_wait(method, url, self.token.access_token, params, json)
@@ -181,6 +229,19 @@ class TraktClient:
             if page >= page_count or not items:
                 return
             page += 1
+
+
+def _can_refresh_on_own_thread() -> bool:
+    """Whether another connection would see and lock the row the caller sees.
+
+    Not inside a transaction (its rows may be uncommitted, a ``TestCase`` included), and
+    not on an in-memory SQLite database, whose connections share tables under table locks.
+    """
+    connection = connections[database_alias()]
+    if connection.in_atomic_block:
+        return False
+    in_memory = getattr(connection, "is_in_memory_db", None)
+    return not (in_memory is not None and in_memory())
 
 
 __all__ = ["TraktClient", "decode_json", "get_user_settings", "send", "trakt_headers"]

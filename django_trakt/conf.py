@@ -65,6 +65,14 @@ class TraktSettings:
         return f"{site_agent} {LIBRARY_USER_AGENT}"
 
     @property
+    def REDIRECT_URI(self) -> str:
+        """The redirect URI refreshes send outside a request ("" means: built from the Site).
+
+        It must be one of the redirect URIs registered with the Trakt app.
+        """
+        return str(self.provider_settings.get("REDIRECT_URI") or "").strip()
+
+    @property
     def TIMEOUT(self) -> float:
         """Seconds to wait for Trakt (connect and read) before giving up."""
         return float(self.provider_settings.get("TIMEOUT") or DEFAULT_TIMEOUT)

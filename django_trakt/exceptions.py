@@ -23,12 +23,45 @@ class TraktConfigurationError(TraktError, ImproperlyConfigured):
     """The site's settings cannot work (a malformed key, no Trakt app configured)."""
 
 
-class TokenDecryptionError(TraktError):
-    """A stored token could not be decrypted with any configured key.
+class TraktSiteMisconfigured(TraktConfigurationError):
+    """Trakt refused the site's own configuration, not the user's token.
 
-    The link is flagged as unreadable; it heals by itself once the right key is
-    back in ``TRAKT_TOKEN_KEYS``, or when the user signs in with Trakt again.
+    A wrong or rotated client secret (``invalid_client``), a redirect URI Trakt does not
+    accept, a disabled or deleted Trakt app (``403``), no sites framework to build the
+    redirect URI outside a request, a ``Site`` still on the placeholder ``example.com``.
+    No link is flagged for it: once the setting named in ``setting`` is fixed, every
+    link refreshes again.
     """
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        self.setting = setting
+        super().__init__(message)
+
+
+class TokenDecryptionError(TraktError):
+    """A stored token could not be decrypted with the configured keys.
+
+    ``reason`` tells the two cases apart, because what fixes them differs:
+
+    - :attr:`WRONG_KEY`: a well-formed token that no configured key opens. The link is
+      flagged unreadable and heals by itself once the key that encrypted it is back in
+      ``TRAKT_TOKEN_KEYS``.
+    - :attr:`CORRUPTED`: the stored ciphertext is damaged. The link is flagged
+      corrupted; no key brings it back, the user must sign in with Trakt again.
+
+    The message gives that advice; it never holds a token or a key.
+    """
+
+    WRONG_KEY = "wrong_key"
+    CORRUPTED = "corrupted"
+
+    def __init__(self, message: str, *, reason: str = WRONG_KEY) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+    @property
+    def corrupted(self) -> bool:
+        return self.reason == self.CORRUPTED
 
 
 class TraktTransportError(TraktError):

@@ -122,6 +122,10 @@ def send(
             timeout=trakt_settings.TIMEOUT if timeout is None else timeout,
             allow_redirects=False,
         )
+    except requests.ConnectTimeout as err:
+        # Nothing reached Trakt: unlike a read timeout, this is safe to try again at once.
+        logger.warning("Trakt %s %s: no connection in time", method, path)
+        raise TraktTransportError(f"Trakt could not be reached for {method} {path} in time") from err
     except requests.Timeout as err:
         logger.warning("Trakt %s %s timed out", method, path)
         raise TraktTimeout(f"Trakt did not answer {method} {path} in time") from err

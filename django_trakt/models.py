@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from allauth.socialaccount.models import SocialAccount
 from django.db import models
@@ -14,6 +15,9 @@ from django_trakt.exceptions import TokenDecryptionError
 from django_trakt.tokens import TokenGrant
 
 logger = logging.getLogger(__name__)
+
+#: The two ciphertext columns, in the order ``TraktToken.diagnose`` takes them.
+_COLUMNS = ("access_token_encrypted", "refresh_token_encrypted")
 
 
 class TraktTokenQuerySet(models.QuerySet["TraktToken"]):
@@ -45,6 +49,19 @@ class TraktToken(models.Model):
         NEEDS_REAUTH = "needs_reauth", _("Needs re-authorization")
         REVOKED = "revoked", _("Revoked")
         UNREADABLE = "unreadable", _("Unreadable (wrong encryption key)")
+        CORRUPTED = "corrupted", _("Corrupted (stored ciphertext is damaged)")
+
+    #: The statuses decryption sets, and clears (back to ACTIVE) once both columns
+    #: decrypt. Every other flag (NEEDS_REAUTH, REVOKED) is a fact about the link that
+    #: reading the token cannot change: only a new grant clears it.
+    DECRYPTION_FLAGS = frozenset({Status.UNREADABLE, Status.CORRUPTED})
+
+    #: ``last_error`` of the decryption flags: short enough for the admin's list, and
+    #: each with the advice that fits (a key can fix one, only a new sign-in the other).
+    DECRYPTION_ERRORS = {
+        Status.UNREADABLE: _("No configured key decrypts the stored token: put its key back into TRAKT_TOKEN_KEYS."),
+        Status.CORRUPTED: _("The stored token is damaged: the user must sign in with Trakt again."),
+    }
 
     account = models.OneToOneField(
         SocialAccount,
@@ -78,35 +95,27 @@ class TraktToken(models.Model):
 
     # -- plain values, encrypted at rest -------------------------------------------------
 
-    def _decrypt(self, ciphertext: str) -> str:
+    def _decrypt(self, column: str) -> str:
+        ciphertext: str = getattr(self, column)
         if not ciphertext:
             return ""
         try:
             plaintext = crypto.decrypt(ciphertext)
-        except TokenDecryptionError:
-            self._flag_unreadable()
-            raise
-        if self.status == self.Status.UNREADABLE:
-            self._clear_unreadable()
+        except TokenDecryptionError as err:
+            # The pair says more than this column alone: it is damaged, not encrypted with
+            # a missing key, when the other column decrypts (see diagnose).
+            failure = self.check_decryption().get(column, err)
+            if failure is err:
+                raise
+            raise failure from failure.__cause__
+        if self.status in self.DECRYPTION_FLAGS:
+            # One readable column proves nothing about the other: heal only if both decrypt.
+            self.check_decryption()
         return plaintext
-
-    def _flag_unreadable(self) -> None:
-        logger.error("Trakt token of account %s cannot be decrypted; check TRAKT_TOKEN_KEYS", self.account_id)
-        self.status = self.Status.UNREADABLE
-        self.last_error = str(_("The stored token cannot be decrypted with the configured keys."))
-        if self.pk:
-            type(self).objects.filter(pk=self.pk).update(status=self.status, last_error=self.last_error)
-
-    def _clear_unreadable(self) -> None:
-        # The right key is back: the link works again without asking the user.
-        self.status = self.Status.ACTIVE
-        self.last_error = ""
-        if self.pk:
-            type(self).objects.filter(pk=self.pk).update(status=self.status, last_error="")
 
     @property
     def access_token(self) -> str:
-        return self._decrypt(self.access_token_encrypted)
+        return self._decrypt("access_token_encrypted")
 
     @access_token.setter
     def access_token(self, value: str) -> None:
@@ -114,11 +123,100 @@ class TraktToken(models.Model):
 
     @property
     def refresh_token(self) -> str:
-        return self._decrypt(self.refresh_token_encrypted)
+        return self._decrypt("refresh_token_encrypted")
 
     @refresh_token.setter
     def refresh_token(self, value: str) -> None:
         self.refresh_token_encrypted = crypto.encrypt(value) if value else ""
+
+    # -- decryption flags: the one place where decryption changes the status ----------------
+
+    @staticmethod
+    def diagnose(access_encrypted: str, refresh_encrypted: str) -> dict[str, TokenDecryptionError]:
+        """Why each stored column does not decrypt, by column name; empty when both do.
+
+        Writes nothing. An empty column (no refresh token stored) counts as decrypting. A
+        column that fails its HMAC while the other one decrypts is damaged rather than
+        encrypted with a missing key: both are written, and rotated, together, so the
+        configured keys evidently include the right one. (The exception: a grant without a
+        refresh token keeps the old one, which may then be under an older key; if that key
+        was removed, the link is flagged CORRUPTED and heals once the key is back.)
+        """
+        errors: dict[str, TokenDecryptionError] = {}
+        readable = False
+        for column, ciphertext in zip(_COLUMNS, (access_encrypted, refresh_encrypted), strict=True):
+            if not ciphertext:
+                continue
+            try:
+                crypto.decrypt(ciphertext)
+            except TokenDecryptionError as err:
+                errors[column] = err
+            else:
+                readable = True
+        if readable:
+            for column, failure in errors.items():
+                if not failure.corrupted:
+                    damaged = crypto.decryption_error(TokenDecryptionError.CORRUPTED)
+                    damaged.__cause__ = failure
+                    errors[column] = damaged
+        return errors
+
+    @classmethod
+    def decryption_status(cls, errors: Mapping[str, TokenDecryptionError]) -> Status | None:
+        """The flag ``errors`` (from :meth:`diagnose`) call for; ``None`` when both columns decrypt."""
+        if not errors:
+            return None
+        if any(err.corrupted for err in errors.values()):
+            return cls.Status.CORRUPTED
+        return cls.Status.UNREADABLE
+
+    @classmethod
+    def checked_state(cls, status: str, last_error: str, errors: Mapping[str, TokenDecryptionError]) -> tuple[str, str]:
+        """The ``(status, last_error)`` a link has once both its columns were tried.
+
+        Flags are facts. NEEDS_REAUTH and REVOKED (any status but ACTIVE and the decryption
+        flags) are kept as they are, with their ``last_error``: Trakt's verdict or the site's
+        does not depend on our keys, and only a new grant clears it. UNREADABLE and
+        CORRUPTED heal to ACTIVE only when both columns decrypt. A damaged column flags
+        CORRUPTED; otherwise a failure flags UNREADABLE, except over CORRUPTED: a wrong key
+        cannot show that the damage seen with the right one has gone.
+        """
+        if status != cls.Status.ACTIVE and status not in cls.DECRYPTION_FLAGS:
+            return status, last_error
+        flag = cls.decryption_status(errors)
+        if flag is None:
+            return (cls.Status.ACTIVE, "") if status in cls.DECRYPTION_FLAGS else (status, last_error)
+        if flag == cls.Status.UNREADABLE and status == cls.Status.CORRUPTED:
+            return status, last_error
+        return flag, str(cls.DECRYPTION_ERRORS[flag])
+
+    def check_decryption(self) -> dict[str, TokenDecryptionError]:
+        """Try both columns, flag or heal the link to match (saved if it is), and return :meth:`diagnose`'s errors."""
+        errors = self.diagnose(self.access_token_encrypted, self.refresh_token_encrypted)
+        status, last_error = self.checked_state(self.status, self.last_error, errors)
+        if (status, last_error) == (self.status, self.last_error):
+            return errors
+        if status == self.Status.CORRUPTED:
+            logger.error(
+                "Trakt token of account %s is damaged (its ciphertext does not decrypt with the right key); "
+                "the user must sign in with Trakt again",
+                self.account_id,
+            )
+        elif status == self.Status.UNREADABLE:
+            logger.error("Trakt token of account %s cannot be decrypted; check TRAKT_TOKEN_KEYS", self.account_id)
+        else:
+            logger.info("Trakt token of account %s decrypts again; the link is active", self.account_id)
+        previous = self.status
+        self.status, self.last_error = status, last_error
+        if self.pk:
+            # Only over the status this decision was made from: a flag another process set
+            # meanwhile (Trakt rejected the refresh token: NEEDS_REAUTH) is never overwritten.
+            rows = type(self).objects.filter(pk=self.pk, status=previous)
+            if not rows.update(status=status, last_error=last_error):
+                current = type(self).objects.filter(pk=self.pk).values_list("status", "last_error").first()
+                if current is not None:
+                    self.status, self.last_error = current
+        return errors
 
     # -- lifecycle --------------------------------------------------------------------------
 

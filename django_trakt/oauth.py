@@ -9,38 +9,110 @@ from __future__ import annotations
 from typing import Any
 
 from django_trakt.conf import trakt_settings
-from django_trakt.exceptions import TraktAPIError, TraktInvalidGrant
+from django_trakt.exceptions import TraktAPIError, TraktError, TraktInvalidGrant, TraktSiteMisconfigured
 from django_trakt.http import decode_json, error_for_response, send
 from django_trakt.tokens import TokenGrant, grant_from_response
 
+#: OAuth errors that describe the site's request or credentials, never the user's token.
+_SITE_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_request"})
 
-def _is_rejected_grant(status: int, body: Any) -> bool:
-    """``invalid_grant`` in a 400/401, or an empty 400 (seen for pre-2026 tokens)."""
-    if status not in (400, 401):
+_APP_SETTING = 'SOCIALACCOUNT_PROVIDERS["trakt"]["APP"]'
+_REDIRECT_SETTING = 'the Site\'s domain or SOCIALACCOUNT_PROVIDERS["trakt"]["REDIRECT_URI"]'
+
+
+def _token_error(status: int, body: Any) -> TraktError | None:
+    """The error a token endpoint answer means, or None for the generic mapping.
+
+    The distinction that matters: ``invalid_grant`` (or an empty 400, seen for tokens
+    from before Trakt's 2026 migration) says *this user's* grant is dead; everything that
+    speaks of the client, the request or the redirect URI is the site's fault and must not
+    cost any user their link (see :class:`TraktSiteMisconfigured`). A bare 401 or a 403
+    says neither: the refresh asks :func:`credentials_accepted`.
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    description = str(body.get("error_description") or "") if isinstance(body, dict) else ""
+    if error == "invalid_grant" and status in (400, 401):
+        if "redirect" in description.lower():
+            return TraktSiteMisconfigured(
+                f"Trakt does not accept the redirect URI the site sends ({description[:120]}): it must be one "
+                f"registered with the Trakt app; fix {_REDIRECT_SETTING} (manage.py trakt_redirect_uri).",
+                setting=_REDIRECT_SETTING,
+            )
+        return TraktInvalidGrant(status, description, "Trakt rejected the grant")
+    if error == "invalid_client":
+        return TraktSiteMisconfigured(
+            f"Trakt refused the site's client credentials (HTTP {status} invalid_client): the client secret is "
+            f"wrong or was rotated at Trakt; fix the client_id/secret in {_APP_SETTING} (or the SocialApp).",
+            setting=_APP_SETTING,
+        )
+    if error in _SITE_ERRORS:
+        return TraktSiteMisconfigured(
+            f"Trakt refused the site's token request (HTTP {status} {error}: {description[:120]}).",
+            setting=_APP_SETTING,
+        )
+    if status == 400 and body is None:
+        return TraktInvalidGrant(status, "", "Trakt rejected the grant (empty answer)")
+    return None
+
+
+def app_refused(status: int) -> TraktSiteMisconfigured:
+    """The error for a Trakt that refuses the site's app itself (see :func:`credentials_accepted`)."""
+    if status == 403:
+        return TraktSiteMisconfigured(
+            "Trakt refused the site's app (HTTP 403): the Trakt app may be disabled or deleted (Trakt deletes "
+            f"apps without OAuth sessions), or blocked; check it at trakt.tv and {_APP_SETTING}.",
+            setting=_APP_SETTING,
+        )
+    return TraktSiteMisconfigured(
+        f"Trakt refused the site's client credentials (HTTP {status}): the client secret is wrong or was "
+        f"rotated at Trakt; fix the client_id/secret in {_APP_SETTING} (or the SocialApp).",
+        setting=_APP_SETTING,
+    )
+
+
+#: The token sent by :func:`credentials_accepted`: not a token of anyone's.
+_PROBE_TOKEN = "django-trakt-credentials-check"  # noqa: S105 - a marker, not a secret
+
+
+def credentials_accepted(*, client_id: str, client_secret: str) -> bool | None:
+    """Ask Trakt whether it accepts the site's app, with no user's token involved.
+
+    For an answer that does not say whose fault it is (a bare 401 or a 403 to a
+    refresh): revoking a token that is nobody's needs only valid client credentials and
+    answers ``200`` (RFC 7009), so a refusal means the app, a 200 means the user's grant.
+    ``None`` when Trakt's answer tells neither (down, rate-limited).
+    """
+    try:
+        response = send(
+            "POST",
+            f"{trakt_settings.AUTH_URL}/oauth/revoke",
+            client_id=client_id,
+            json={"token": _PROBE_TOKEN, "client_id": client_id, "client_secret": client_secret},
+            raise_for_status=False,
+        )
+    except TraktError:
+        return None
+    if response.status_code == 200:
+        return True
+    if response.status_code in (400, 401, 403):
         return False
-    if isinstance(body, dict):
-        return body.get("error") == "invalid_grant"
-    return status == 400 and body is None
+    return None
 
 
-def _post_token(client_id: str, payload: dict[str, Any], timeout: float | None = None) -> TokenGrant:
+def _post_token(client_id: str, payload: dict[str, Any]) -> TokenGrant:
     response = send(
         "POST",
         f"{trakt_settings.AUTH_URL}/oauth/token",
         client_id=client_id,
         json=payload,
         raise_for_status=False,
-        timeout=timeout,
     )
     if response.status_code >= 400:
         try:
             body = response.json() if response.content.strip() else None
         except ValueError:
             body = "unparseable"
-        if _is_rejected_grant(response.status_code, body):
-            description = body.get("error_description", "") if isinstance(body, dict) else ""
-            raise TraktInvalidGrant(response.status_code, str(description), "Trakt rejected the grant")
-        raise error_for_response(response)
+        raise _token_error(response.status_code, body) or error_for_response(response)
     return grant_from_response(decode_json(response))
 
 
@@ -60,12 +132,11 @@ def exchange_code(
     return _post_token(client_id, payload)
 
 
-def refresh_grant(
-    *, client_id: str, client_secret: str, refresh_token: str, redirect_uri: str, timeout: float | None = None
-) -> TokenGrant:
+def refresh_grant(*, client_id: str, client_secret: str, refresh_token: str, redirect_uri: str) -> TokenGrant:
     """Trade a (single-use) refresh token for a new pair; the old one dies.
 
-    ``timeout`` overrides the ``TIMEOUT`` setting (a page render passes its shorter budget).
+    Always with the full ``TIMEOUT``: a shorter budget would give up on an answer Trakt
+    may already have acted on, and the new pair would be lost with the old token spent.
     """
     payload = {
         "refresh_token": refresh_token,
@@ -74,7 +145,7 @@ def refresh_grant(
         "redirect_uri": redirect_uri,
         "grant_type": "refresh_token",
     }
-    return _post_token(client_id, payload, timeout)
+    return _post_token(client_id, payload)
 
 
 def revoke_token(*, client_id: str, client_secret: str, token: str) -> None:

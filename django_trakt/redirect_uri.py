@@ -12,10 +12,19 @@ disagree with what the login sends.
 
 from __future__ import annotations
 
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.http import HttpRequest
 from django.http.request import split_domain_port
 
+from django_trakt.conf import trakt_settings
+from django_trakt.exceptions import TraktSiteMisconfigured
 from django_trakt.views import TraktOAuth2Adapter
+
+#: The domain Django's sites framework creates by default: a Site still on it cannot be
+#: the host registered with Trakt.
+PLACEHOLDER_DOMAIN = "example.com"
 
 
 class SiteRequest(HttpRequest):
@@ -65,3 +74,49 @@ def trakt_callback_url_for_host(host: str, *, secure: bool = False, validate_hos
     recognised through ``SECURE_PROXY_SSL_HEADER``).
     """
     return trakt_callback_url(SiteRequest(host, secure=secure, validate_host=validate_host))
+
+
+def refresh_redirect_uri() -> str:
+    """The redirect URI a refresh sends outside a request (the command, a task, the admin).
+
+    Trakt's refresh grant wants a redirect URI registered with the app. It is
+    ``SOCIALACCOUNT_PROVIDERS["trakt"]["REDIRECT_URI"]`` when set, else the callback URL
+    allauth builds from the current ``Site``. Every way this cannot work is a fault of the
+    site's configuration, raised as :class:`TraktSiteMisconfigured` *before* Trakt is asked,
+    so no refresh token is spent and no link is flagged for it.
+    """
+    configured = trakt_settings.REDIRECT_URI
+    if configured:
+        return configured
+    if not apps.is_installed("django.contrib.sites"):
+        raise TraktSiteMisconfigured(
+            "Refreshing Trakt tokens outside a request needs the redirect URI: add django.contrib.sites to "
+            'INSTALLED_APPS (with SITE_ID), or set SOCIALACCOUNT_PROVIDERS["trakt"]["REDIRECT_URI"].',
+            setting="INSTALLED_APPS",
+        )
+    from django.contrib.sites.models import Site
+
+    try:
+        domain = Site.objects.get_current().domain.strip()
+    except ImproperlyConfigured as err:
+        raise TraktSiteMisconfigured(
+            "Refreshing Trakt tokens outside a request needs SITE_ID (the sites framework cannot tell the "
+            'current site), or SOCIALACCOUNT_PROVIDERS["trakt"]["REDIRECT_URI"].',
+            setting="SITE_ID",
+        ) from err
+    except Site.DoesNotExist as err:
+        raise TraktSiteMisconfigured(
+            "The Site of SITE_ID does not exist: create it (admin, Sites) with the site's real domain.",
+            setting="SITE_ID",
+        ) from err
+    except DatabaseError as err:
+        raise TraktSiteMisconfigured(
+            "The sites table cannot be read: run manage.py migrate.", setting="SITE_ID"
+        ) from err
+    if not domain or split_domain_port(domain)[0].lower() in (PLACEHOLDER_DOMAIN, f"www.{PLACEHOLDER_DOMAIN}"):
+        raise TraktSiteMisconfigured(
+            f"The current Site's domain is {domain or 'empty'!r}, not this site's: set it (admin, Sites) to the "
+            'host registered with Trakt, or set SOCIALACCOUNT_PROVIDERS["trakt"]["REDIRECT_URI"].',
+            setting="Site domain",
+        )
+    return trakt_callback_url()

@@ -1,15 +1,19 @@
 """Refreshing one Trakt token: the function the command, the admin and the client share.
 
 Trakt's refresh tokens are single-use: the first refresh kills the old one. So a
-refresh holds a row lock (``SELECT ... FOR UPDATE`` on PostgreSQL) from before it reads
-the refresh token until the new pair is saved, and looks at the row again once it has
-the lock: another process may have refreshed it meanwhile, in which case there is
-nothing left to do. On SQLite the lock is a no-op; run concurrent refreshes on
-PostgreSQL (see README, "Running at scale").
+refresh locks the row (:mod:`django_trakt.locks`: ``SELECT ... FOR UPDATE``, or SQLite's
+writer lock) before it reads the refresh token and keeps it until the new pair is
+written, and looks at the row again once it has the lock: another process may have
+refreshed it meanwhile, in which case there is nothing left to do. Once Trakt has
+answered, :mod:`django_trakt.durability` makes sure nothing the caller does (a rollback
+of its transaction, a failed commit) can lose the new pair.
 
 Outcomes are distinct: refreshed, not due, needs re-authorization (Trakt rejected
 the refresh token: the stored token is kept, the link is flagged and not retried until
 the user signs in again), failed (transient: nothing stored changes, try again later).
+A fault of the site's configuration (a wrong client secret, a redirect URI Trakt does not
+accept, a disabled Trakt app, no Site to build the redirect URI) is none of these: it is
+raised as :class:`~django_trakt.exceptions.TraktSiteMisconfigured` and flags no link.
 """
 
 from __future__ import annotations
@@ -22,23 +26,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from django_trakt import oauth, signals
+from django_trakt import durability, oauth, signals
 from django_trakt.conf import get_trakt_app
 from django_trakt.exceptions import (
     TokenDecryptionError,
-    TraktConfigurationError,
     TraktError,
+    TraktForbidden,
     TraktInvalidGrant,
-    TraktMalformedResponse,
     TraktRateLimited,
     TraktServerError,
+    TraktSiteMisconfigured,
+    TraktTimeout,
     TraktTransportError,
     TraktUnauthorized,
 )
+from django_trakt.locks import database_alias, lock_token
 from django_trakt.models import TraktToken
+from django_trakt.redirect_uri import refresh_redirect_uri
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +97,6 @@ def refresh_token(
     unless_access_token_changed_from: str | None = None,
     app: Any = None,
     skip_locked: bool = False,
-    timeout: float | None = None,
 ) -> RefreshResult:
     """Refresh one link if it is due (or ``force``), safely under concurrency.
 
@@ -100,52 +106,75 @@ def refresh_token(
     instead of spending another refresh. ``app``: the Trakt app, to save a query per
     token in a batch. ``skip_locked``: a batch passes over a row another process is
     refreshing right now (PostgreSQL) instead of queueing behind it; on demand we wait.
-    ``timeout``: seconds for Trakt's answer (default: the ``TIMEOUT`` setting).
+
+    Trakt is always given the full ``TIMEOUT``. Raises
+    :class:`~django_trakt.exceptions.TraktSiteMisconfigured` (and flags nothing) when the
+    site's configuration is at fault, before any refresh token is spent where that can be
+    told in advance.
     """
     pk = token.pk if isinstance(token, TraktToken) else token
     margin = DEFAULT_MARGIN if within is None else within
     app = app or get_trakt_app()
+    redirect_uri = refresh_redirect_uri()
+    durability.wait_for_rescue(pk)
     rejected: TraktError | None = None
-    with transaction.atomic():
-        locked = TraktToken.objects.select_for_update(skip_locked=skip_locked).filter(pk=pk).first()
-        if locked is None:
-            return RefreshResult(Outcome.NOT_DUE, None, "being refreshed elsewhere, or unlinked")
-        if locked.status in _FLAGGED:
-            return RefreshResult(Outcome.NEEDS_REAUTH, locked, "the user must sign in with Trakt again")
-        try:
-            if unless_access_token_changed_from is not None:
-                if locked.access_token != unless_access_token_changed_from:
-                    return RefreshResult(Outcome.NOT_DUE, locked, "already refreshed by another process")
-            elif not force and not is_due(locked, margin):
-                return RefreshResult(Outcome.NOT_DUE, locked, "not due")
-            refresh_value = locked.refresh_token
-        except TokenDecryptionError:
-            return RefreshResult(Outcome.FAILED, locked, "the stored token cannot be decrypted (TRAKT_TOKEN_KEYS)")
-        if not refresh_value:
-            rejected = TraktInvalidGrant(400, "", "no refresh token is stored")
-        else:
+    guard: durability.PairGuard | None = None
+    try:
+        with transaction.atomic(using=database_alias()):
+            locked = lock_token(pk, skip_locked=skip_locked)
+            if locked is None:
+                return RefreshResult(Outcome.NOT_DUE, None, "being refreshed elsewhere, or unlinked")
+            if locked.status in _FLAGGED:
+                return RefreshResult(Outcome.NEEDS_REAUTH, locked, "the user must sign in with Trakt again")
             try:
-                grant = oauth.refresh_grant(
-                    client_id=app.client_id,
-                    client_secret=app.secret,
-                    refresh_token=refresh_value,
-                    redirect_uri=_redirect_uri(),
-                    timeout=timeout,
-                )
-            except (TraktInvalidGrant, TraktUnauthorized) as err:
-                rejected = err
-            except TraktError as err:
-                return _transient_failure(locked, err)
+                if unless_access_token_changed_from is not None:
+                    if locked.access_token != unless_access_token_changed_from:
+                        return RefreshResult(Outcome.NOT_DUE, locked, "already refreshed by another process")
+                elif not force and not is_due(locked, margin):
+                    return RefreshResult(Outcome.NOT_DUE, locked, "not due")
+                refresh_value = locked.refresh_token
+            except TokenDecryptionError as err:
+                # A damaged ciphertext needs the user; a wrong key heals once the key is back.
+                outcome = Outcome.NEEDS_REAUTH if err.corrupted else Outcome.FAILED
+                return RefreshResult(outcome, locked, str(err))
+            previous = locked.refresh_token_encrypted
+            if not refresh_value:
+                rejected = TraktInvalidGrant(400, "", "no refresh token is stored")
             else:
-                locked.apply_grant(grant)
-                locked.status = TraktToken.Status.ACTIVE
-                locked.last_error = ""
-                locked.last_refreshed_at = timezone.now()
-                locked.save()
-        if rejected is not None:
-            locked.status = TraktToken.Status.NEEDS_REAUTH
-            locked.last_error = _describe(rejected)
-            locked.save(update_fields=["status", "last_error", "updated_at"])
+                try:
+                    grant = oauth.refresh_grant(
+                        client_id=app.client_id,
+                        client_secret=app.secret,
+                        refresh_token=refresh_value,
+                        redirect_uri=redirect_uri,
+                    )
+                except TraktInvalidGrant as err:
+                    rejected = err
+                except TraktSiteMisconfigured:
+                    raise
+                except (TraktUnauthorized, TraktForbidden) as err:
+                    # A bare 401 or a 403 does not say whose fault it is: ask with the app alone.
+                    app_accepted = oauth.credentials_accepted(client_id=app.client_id, client_secret=app.secret)
+                    if app_accepted is False:
+                        raise oauth.app_refused(err.status_code) from err
+                    if app_accepted and isinstance(err, TraktUnauthorized):
+                        rejected = err
+                    else:
+                        return _transient_failure(locked, err)
+                except TraktError as err:
+                    return _transient_failure(locked, err)
+                else:
+                    # From here on the pair exists only in memory until committed: the guard keeps it.
+                    guard = durability.store_refreshed(locked, previous, grant)
+            if rejected is not None:
+                locked.status = TraktToken.Status.NEEDS_REAUTH
+                locked.last_error = _describe(rejected)
+                TraktToken.objects.filter(pk=pk).update(status=locked.status, last_error=locked.last_error)
+    except DatabaseError as err:
+        return _after_database_error(pk, guard, err)
+    if guard is not None and not durability.in_callers_transaction():
+        # Committed (or, in a TestCase, as committed as a test allows).
+        guard.settle()
     if rejected is not None:
         logger.warning("Trakt rejected the refresh token of account %s: %s", locked.account_id, _describe(rejected))
         signals.token_needs_reauthorization.send(sender=TraktToken, token=locked, reason=_describe(rejected))
@@ -155,6 +184,21 @@ def refresh_token(
     return RefreshResult(Outcome.REFRESHED, locked, "refreshed")
 
 
+def _after_database_error(pk: int, guard: durability.PairGuard | None, err: DatabaseError) -> RefreshResult:
+    if guard is None:
+        # Nothing was sent to Trakt, or Trakt refused: no token was spent.
+        logger.warning("Refreshing Trakt link %s failed on the database: %s", pk, err)
+        return RefreshResult(Outcome.FAILED, None, f"database error: {err}", retryable=True)
+    # Trakt answered but the pair did not commit with the refresh: the guard has stored it
+    # again (or is doing so on its rescue thread).
+    durability.wait_for_rescue(pk)
+    stored = TraktToken.objects.filter(pk=pk).first()
+    if stored is not None and stored.refresh_token_encrypted == guard.columns["refresh_token_encrypted"]:
+        signals.token_refreshed.send(sender=TraktToken, token=stored)
+        return RefreshResult(Outcome.REFRESHED, stored, "refreshed (stored after a database error)")
+    return RefreshResult(Outcome.FAILED, stored, f"the new pair is being stored after a database error: {err}")
+
+
 def _transient_failure(token: TraktToken, err: TraktError) -> RefreshResult:
     # Only the diagnosis is written: the stored pair stays exactly as it was.
     token.last_error = _describe(err)
@@ -162,28 +206,15 @@ def _transient_failure(token: TraktToken, err: TraktError) -> RefreshResult:
     logger.warning("Refreshing the Trakt token of account %s failed: %s", token.account_id, token.last_error)
     if isinstance(err, TraktRateLimited):
         return RefreshResult(Outcome.FAILED, token, token.last_error, retry_after=err.retry_after)
-    retryable = isinstance(err, (TraktServerError, TraktTransportError, TraktMalformedResponse))
+    # Retried at once only where Trakt cannot have acted on the request: a read timeout or
+    # a garbled 200 may mean Trakt rotated the token already, and the old one would be
+    # rejected; the next run (or page) tries again with whatever pair is stored by then.
+    retryable = isinstance(err, (TraktServerError, TraktTransportError)) and not isinstance(err, TraktTimeout)
     return RefreshResult(Outcome.FAILED, token, token.last_error, retryable=retryable)
 
 
 def _describe(err: TraktError) -> str:
     return str(err)[:500]
-
-
-def _redirect_uri() -> str:
-    # Trakt's refresh grant wants the redirect URI the app is registered with: the
-    # callback URL the login sends. Outside a request allauth builds it with the
-    # sites framework (see the trakt_redirect_uri command).
-    from django.core.exceptions import ImproperlyConfigured
-
-    from django_trakt.redirect_uri import trakt_callback_url
-
-    try:
-        return trakt_callback_url()
-    except ImproperlyConfigured as err:
-        raise TraktConfigurationError(
-            "Refreshing outside a request needs django.contrib.sites (SITE_ID) to build the redirect URI."
-        ) from err
 
 
 def refresh_with_retries(

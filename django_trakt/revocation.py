@@ -28,13 +28,14 @@ from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
 from django.core.exceptions import MultipleObjectsReturned
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
 from django_trakt import crypto, oauth
 from django_trakt.conf import PROVIDER_ID, get_trakt_app
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktError
+from django_trakt.locks import lock_token
 from django_trakt.models import TraktToken
 from django_trakt.signals import link_revoked
 
@@ -66,9 +67,9 @@ def unlink(account: SocialAccount) -> bool:
     if account.provider != PROVIDER_ID:
         raise ValueError(f"Not a Trakt account: provider {account.provider!r}")
     account_id = account.pk
-    ciphertext = _stored_ciphertext(account_id, DEFAULT_DB_ALIAS)
     setattr(account, _HANDLED, True)
     with transaction.atomic():
+        ciphertext = _stored_ciphertext(account_id, DEFAULT_DB_ALIAS)
         account.delete()
     revoked = _revoke_ciphertext(ciphertext, account_id)
     _announce(account, account_id, revoked)
@@ -76,10 +77,18 @@ def unlink(account: SocialAccount) -> bool:
 
 
 def _stored_ciphertext(account_id: Any, using: str) -> str:
-    value = (
-        TraktToken.objects.using(using).filter(account_id=account_id).values_list("access_token_encrypted", flat=True)
-    ).first()
-    return value or ""
+    """The access token to revoke, read under the row lock (inside the delete's transaction).
+
+    A refresh in flight holds that lock until its new pair is written, so waiting for it
+    gives the pair that is live at Trakt, not the one the refresh just spent.
+    """
+    pk = TraktToken.objects.using(using).filter(account_id=account_id).values_list("pk", flat=True).first()
+    if pk is None:
+        return ""
+    locked = lock_token(pk, using=using) if connections[using].in_atomic_block else None
+    if locked is None:
+        locked = TraktToken.objects.using(using).filter(pk=pk).first()
+    return locked.access_token_encrypted if locked is not None else ""
 
 
 def _revoke_ciphertext(ciphertext: str, account_id: Any) -> bool:

@@ -12,23 +12,26 @@ it, deploy, run ``manage.py rotate_trakt_keys``, then remove the old keys.
 - **Can be run again.** Fernet tokens do not name their key, so "already current"
   means "decrypts with the first key alone": such rows are not written again, and a
   second run reports every readable row as already current.
-- **Unreadable rows are not fatal.** A token no configured key can decrypt is counted,
-  flagged ``UNREADABLE`` and left exactly as it is (it becomes readable again if its
-  key is put back).
+- **Rows that do not decrypt are not fatal.** They are counted and left exactly as they
+  are: ``unreadable`` (no configured key opens them: flagged ``UNREADABLE``, readable
+  again once their key is put back) apart from ``corrupted`` (the stored ciphertext is
+  damaged: flagged ``CORRUPTED``, only a new sign-in helps). The flags follow the
+  model's rule (``TraktToken.checked_state``): ``NEEDS_REAUTH`` and ``REVOKED`` are
+  never overwritten, and a flagged row heals to ``ACTIVE`` only when both its columns
+  decrypt.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.db import transaction
-from django.utils.translation import gettext
 
 from django_trakt import crypto
-from django_trakt.exceptions import TokenDecryptionError
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)
@@ -42,17 +45,21 @@ class RotationReport:
 
     rotated: int = 0
     already_current: int = 0
+    #: No configured key decrypts them (put their key back).
     unreadable: int = 0
+    #: Their stored ciphertext is damaged (their users must sign in with Trakt again).
+    corrupted: int = 0
 
     @property
     def total(self) -> int:
-        return self.rotated + self.already_current + self.unreadable
+        return self.rotated + self.already_current + self.unreadable + self.corrupted
 
     def __add__(self, other: RotationReport) -> RotationReport:
         return RotationReport(
-            self.rotated + other.rotated,
-            self.already_current + other.already_current,
-            self.unreadable + other.unreadable,
+            rotated=self.rotated + other.rotated,
+            already_current=self.already_current + other.already_current,
+            unreadable=self.unreadable + other.unreadable,
+            corrupted=self.corrupted + other.corrupted,
         )
 
 
@@ -78,7 +85,7 @@ def rotate_keys(
 ) -> RotationReport:
     """Re-encrypt every stored token with the first configured key.
 
-    ``dry_run`` writes nothing (not even the ``UNREADABLE`` flag) and reports what a
+    ``dry_run`` writes nothing (not even a status flag) and reports what a
     real run would do. ``progress`` is called with the running totals after each
     batch. Raises :class:`~django_trakt.exceptions.TraktConfigurationError` (before
     touching anything) when the configured keys are unusable.
@@ -103,25 +110,33 @@ def rotate_keys(
 
 def _rotate_batch(current: Fernet, pks: list[int], *, dry_run: bool) -> RotationReport:
     rotated: list[TraktToken] = []
-    healed: list[int] = []  # flagged UNREADABLE, but readable now (their key is back)
-    unreadable: list[int] = []
-    already_current = 0
+    # Rows whose status changes (healed or flagged), by their new (status, last_error):
+    # one UPDATE per kind of change rather than one per row.
+    changes: dict[tuple[str, str], list[int]] = defaultdict(list)
+    unreadable = corrupted = already_current = 0
     with transaction.atomic():
         rows = (
             TraktToken.objects.select_for_update()
             .filter(pk__in=pks)
             .order_by("pk")
-            .values_list("pk", "account_id", "status", "access_token_encrypted", "refresh_token_encrypted")
+            .values_list(
+                "pk", "account_id", "status", "last_error", "access_token_encrypted", "refresh_token_encrypted"
+            )
         )
-        for pk, account_id, status, access, refresh in rows:
-            try:
-                new_access, new_refresh = _reencrypted(current, access), _reencrypted(current, refresh)
-            except TokenDecryptionError:
-                logger.error("Trakt token of account %s cannot be decrypted with any configured key", account_id)
-                unreadable.append(pk)
+        for pk, account_id, status, last_error, access, refresh in rows:
+            errors = TraktToken.diagnose(access, refresh)
+            state = TraktToken.checked_state(status, last_error, errors)
+            if state != (status, last_error):
+                changes[state].append(pk)
+            if TraktToken.decryption_status(errors) == TraktToken.Status.CORRUPTED:
+                logger.error("Trakt token of account %s cannot be decrypted: its ciphertext is damaged", account_id)
+                corrupted += 1
                 continue
-            if status == TraktToken.Status.UNREADABLE:
-                healed.append(pk)
+            if errors:
+                logger.error("Trakt token of account %s cannot be decrypted with any configured key", account_id)
+                unreadable += 1
+                continue
+            new_access, new_refresh = _reencrypted(current, access), _reencrypted(current, refresh)
             if (new_access, new_refresh) == (access, refresh):
                 already_current += 1
             else:
@@ -131,12 +146,8 @@ def _rotate_batch(current: Fernet, pks: list[int], *, dry_run: bool) -> Rotation
         if not dry_run:
             # bulk_update leaves updated_at alone: rotating keys changes no token.
             TraktToken.objects.bulk_update(rotated, ["access_token_encrypted", "refresh_token_encrypted"])
-            if healed:
-                # As reading a token with the right key does (TraktToken._clear_unreadable).
-                TraktToken.objects.filter(pk__in=healed).update(status=TraktToken.Status.ACTIVE, last_error="")
-            if unreadable:
-                TraktToken.objects.filter(pk__in=unreadable).update(
-                    status=TraktToken.Status.UNREADABLE,
-                    last_error=gettext("The stored token cannot be decrypted with the configured keys."),
-                )
-    return RotationReport(rotated=len(rotated), already_current=already_current, unreadable=len(unreadable))
+            for (new_status, new_last_error), changed in changes.items():
+                TraktToken.objects.filter(pk__in=changed).update(status=new_status, last_error=new_last_error)
+    return RotationReport(
+        rotated=len(rotated), already_current=already_current, unreadable=unreadable, corrupted=corrupted
+    )

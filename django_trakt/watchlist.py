@@ -267,6 +267,7 @@ class _Owner:
         options: dict[str, Any] = {
             "timeout": trakt_settings.PAGE_TIMEOUT,
             "max_retry_wait": trakt_settings.PAGE_RETRY_WAIT,
+            "refresh_wait": trakt_settings.PAGE_TIMEOUT,
         }
         if self.user is not None:
             return TraktClient.for_user(self.user, **options)

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.cache.backends.base import BaseCache
+from django.db.models.signals import post_migrate
 from django.utils import timezone
 
 from django_trakt import watchlist
@@ -22,8 +23,22 @@ from django_trakt.tokens import grant_from_response
 
 CALLBACK_URL = "http://testserver/accounts/trakt/login/callback/"
 # Outside a request (the refresh command), allauth builds the callback URL from the
-# sites framework: the default Site is example.com.
-SITE_CALLBACK_URL = "http://example.com/accounts/trakt/login/callback/"
+# sites framework. Django's default Site is the placeholder example.com, which a refresh
+# refuses (TraktSiteMisconfigured): the test database's Site is "testserver", set after
+# every migrate and every flush of a transactional test.
+SITE_DOMAIN = "testserver"
+SITE_CALLBACK_URL = CALLBACK_URL
+
+
+def _site_for_tests(sender, using="default", **kwargs):
+    from django.contrib.sites.models import Site
+
+    Site.objects.using(using).update_or_create(
+        pk=settings.SITE_ID, defaults={"domain": SITE_DOMAIN, "name": "Test site"}
+    )
+
+
+post_migrate.connect(_site_for_tests, dispatch_uid="tests.site_for_tests")
 
 
 def make_emulator() -> TraktEmulator:
@@ -33,7 +48,7 @@ def make_emulator() -> TraktEmulator:
         settings.TRAKT_CLIENT_ID,
         settings.TRAKT_CLIENT_SECRET,
         name="Test site",
-        redirect_uris=[CALLBACK_URL, SITE_CALLBACK_URL],
+        redirect_uris=[CALLBACK_URL],
     )
     emulator.add_user("Watcher", name="Wanda Watcher")
     return emulator

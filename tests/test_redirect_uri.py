@@ -85,6 +85,7 @@ def test_redirect_uri_command_uses_current_site_without_host(client):
 
 
 def test_redirect_uri_command_explains_placeholder_site_domain():
+    Site.objects.filter(pk=1).update(domain="example.com")  # Django's default Site
     Site.objects.clear_cache()
     assert Site.objects.get_current().domain == "example.com"
     with pytest.raises(CommandError, match=r"placeholder domain 'example\.com'.*or pass --host"):

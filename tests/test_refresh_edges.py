@@ -11,6 +11,7 @@ from django.test import modify_settings, override_settings
 
 from django_trakt import signals
 from django_trakt.client import TraktClient
+from django_trakt.exceptions import TraktSiteMisconfigured
 from django_trakt.models import TraktToken
 from django_trakt.refresh import Outcome, refresh_token, refresh_with_retries
 
@@ -110,9 +111,9 @@ def test_refresh_without_stored_refresh_token_needs_reauth_without_request(trakt
 def test_refresh_without_sites_framework_fails_with_clear_reason(trakt, linked):
     _user, token = linked(expires_in=EXPIRED)
     before = snapshot(token)
-    result = refresh_token(token)
-    assert result.outcome is Outcome.FAILED and not result.retryable
-    assert "django.contrib.sites (SITE_ID)" in result.detail
+    with pytest.raises(TraktSiteMisconfigured, match=r"add django\.contrib\.sites .*REDIRECT_URI") as caught:
+        refresh_token(token)
+    assert caught.value.setting == "INSTALLED_APPS"
     assert trakt.requests_to("/oauth/token") == []  # the refresh token was not spent
     assert snapshot(token) == before
 

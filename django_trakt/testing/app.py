@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 #: WSGI environ key set by the in-process binding, so a timeout can raise instead of sleep.
 INPROCESS_KEY = "django_trakt.testing.inprocess"
+CLIENT_TIMEOUT_KEY = "django_trakt.testing.client_timeout"
 
 Headers = list[tuple[str, str]]
 
@@ -116,6 +117,12 @@ class Request:
     @property
     def inprocess(self) -> bool:
         return bool(self.environ.get(INPROCESS_KEY))
+
+    @property
+    def client_timeout(self) -> float | None:
+        """The in-process client's read timeout (None over HTTP, where the client enforces it)."""
+        value = self.environ.get(CLIENT_TIMEOUT_KEY)
+        return float(value) if isinstance(value, (int, float)) else None
 
     def bearer(self) -> str | None:
         """The Bearer token, ``""`` for a malformed header, ``None`` if absent."""
@@ -225,7 +232,25 @@ class TraktApp:
                     raise EmulatedTimeout(request.path)
                 time.sleep(self.emulator.timeout_sleep)
                 return html_response(504, pages.message_page("Gateway time-out", "The origin did not answer."))
+            if failure.kind == "slow":
+                # Trakt acts on the request at once; only its answer is late.
+                response = self._route(request)
+                self._answer_late(request, failure.delay)
+                return response
             return Response(failure.status, failure.body, list(failure.headers))
+        if self._names_disabled_app(request):
+            return html_response(403, pages.message_page("Forbidden", "Invalid API key or unapproved app."))
+        return self._route(request)
+
+    def _names_disabled_app(self, request: Request) -> bool:
+        disabled = self.emulator.disabled_apps
+        if not disabled:
+            return False
+        body_client = request.json.get("client_id") if isinstance(request.json, dict) else None
+        named = (request.headers.get("trakt-api-key"), body_client, request.query.get("client_id"))
+        return any(client_id in disabled for client_id in named if client_id)
+
+    def _route(self, request: Request) -> Response:
         try:
             return self.route(request)
         except OAuthError as error:
@@ -233,6 +258,14 @@ class TraktApp:
         except Exception:
             logger.exception("Emulator error on %s %s", request.method, request.path)
             return error_response(500, "server_error", "The emulator failed; see its log.")
+
+    @staticmethod
+    def _answer_late(request: Request, delay: float) -> None:
+        timeout = request.client_timeout
+        if timeout is not None and delay > timeout:
+            time.sleep(timeout)
+            raise EmulatedTimeout(request.path)  # the client gave up; the request was still processed
+        time.sleep(delay)
 
     def route(self, request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method

@@ -126,6 +126,7 @@ class TraktEmulator:
         self.requests: list[RecordedRequest] = []
         self.refresh_events: list[RefreshEvent] = []
         self.revoked_tokens: set[str] = set()
+        self.disabled_apps: set[str] = set()
 
         from .app import TraktApp  # local: app.py imports this module's types
 
@@ -810,6 +811,21 @@ class TraktEmulator:
         server sleeps ``timeout_sleep`` seconds, then answers 504.
         """
         return self._queue(path_regex, method, times, kind="timeout", status=504)
+
+    def slow_next(
+        self, path_regex: str | re.Pattern[str], seconds: float, *, times: int = 1, method: str | None = None
+    ) -> Failure:
+        """Requests that Trakt acts on at once but answers only after ``seconds``.
+
+        A client whose read timeout is shorter gives up (in-process: ``ReadTimeout`` after
+        its timeout) although the request took effect: a refresh rotated the token.
+        """
+        return self._queue(path_regex, method, times, kind="slow", delay=float(seconds))
+
+    def disable_app(self, client_id: str) -> None:
+        """Trakt disabled or deleted this app: every request naming it gets a 403."""
+        with self.lock:
+            self.disabled_apps.add(client_id)
 
     def cloudflare_next(
         self,

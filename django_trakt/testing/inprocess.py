@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .app import INPROCESS_KEY, decode_path
+from .app import CLIENT_TIMEOUT_KEY, INPROCESS_KEY, decode_path
 from .errors import EmulatedTimeout
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ def build_environ(request: PreparedRequest) -> dict[str, Any]:
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
         INPROCESS_KEY: True,
+        # The client's read timeout, so that a slow answer can time out as it would on the wire.
+        CLIENT_TIMEOUT_KEY: _read_timeout(getattr(request, "req_kwargs", {}).get("timeout")),
     }
     for name, value in request.headers.items():
         key = name.upper().replace("-", "_")
@@ -69,6 +71,12 @@ def build_environ(request: PreparedRequest) -> dict[str, Any]:
             environ[f"HTTP_{key}"] = value
     environ.setdefault("HTTP_HOST", parts.netloc)
     return environ
+
+
+def _read_timeout(timeout: Any) -> float | None:
+    if isinstance(timeout, tuple):
+        timeout = timeout[-1]
+    return float(timeout) if isinstance(timeout, (int, float)) else None
 
 
 def call_app(emulator: TraktEmulator, request: PreparedRequest) -> tuple[int, dict[str, str], bytes]:

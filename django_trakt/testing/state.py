@@ -201,7 +201,8 @@ class RecordedRequest:
 class Failure:
     """A queued failure: the next ``times`` requests matching it get this answer.
 
-    ``kind`` is ``"response"`` (answer with status/headers/body) or ``"timeout"``.
+    ``kind`` is ``"response"`` (answer with status/headers/body), ``"timeout"`` (no
+    answer, nothing done) or ``"slow"`` (done at once, answered after ``delay`` seconds).
     """
 
     pattern: re.Pattern[str]
@@ -211,6 +212,7 @@ class Failure:
     status: int = 500
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     body: bytes = b""
+    delay: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         """True when this failure applies to a request for ``method path``."""

@@ -5,16 +5,24 @@ Run it on a schedule (hourly suits the default ``--within 6h``); see the README.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from django_trakt.batch import Candidate, refresh_due_tokens
-from django_trakt.exceptions import TraktConfigurationError
+from django_trakt.batch import Candidate, refresh_due_tokens, sequential_reason
+from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
+from django_trakt.management.base import TraktCommand, usage_error
 from django_trakt.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
+
+#: Exit status when the site's configuration stops the run (1: some links failed and are
+#: retried on the next run; 2: a bad option).
+SITE_FAULT_STATUS = 3
 
 _DURATION = re.compile(r"^\s*(?:(?P<d>\d+)d)?\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m)?\s*(?:(?P<s>\d+)s?)?\s*$")
 
@@ -30,27 +38,43 @@ def parse_duration(value: str) -> dt.timedelta:
     )
 
 
-def _positive(kind: type, name: str) -> Any:
-    def convert(value: str) -> Any:
+_Number = TypeVar("_Number", int, float)
+
+
+# The converters raise ArgumentTypeError, the one exception argparse reports as
+# "argument --option: <message>" (through the parser's error()); it names the option,
+# so the messages do not.
+def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
+    """An argparse ``type=`` for a positive (and finite) ``int`` or ``float``."""
+    noun = "whole number" if kind is int else "number"
+
+    def convert(value: str) -> _Number:
+        message = f"must be a positive {noun}, not {value!r}."
         try:
             number = kind(value)
         except ValueError:
-            raise CommandError(f"{name} must be a positive number, not {value!r}.") from None
-        if number <= 0:
-            raise CommandError(f"{name} must be a positive number, not {value!r}.")
+            raise argparse.ArgumentTypeError(message) from None
+        # float() accepts "nan" and "inf": neither is a usable rate or delay.
+        if not math.isfinite(number) or number <= 0:
+            raise argparse.ArgumentTypeError(message)
         return number
 
     return convert
 
 
 def _duration(value: str) -> dt.timedelta:
+    """The argparse ``type=`` of ``--within``: :func:`parse_duration`, with a usage message."""
     try:
         return parse_duration(value)
     except ValueError:
-        raise CommandError(f"--within takes a duration such as 6h, 90m, 1d or 3600 (seconds), not {value!r}.") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 6h, 90m, 1d or 3600 (seconds), not {value!r}."
+        ) from None
+    except OverflowError:  # timedelta's limit (999999999 days)
+        raise argparse.ArgumentTypeError(f"{value!r} is too long a duration.") from None
 
 
-class Command(BaseCommand):
+class Command(TraktCommand):
     help = "Refresh the Trakt tokens that expire soon (run it on a schedule, e.g. hourly)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -69,30 +93,30 @@ class Command(BaseCommand):
             help="Only this user's link (username or id); repeat for several.",
         )
         parser.add_argument("--force", action="store_true", help="Refresh even links that are not due.")
-        parser.add_argument("--limit", type=_positive(int, "--limit"), help="Refresh at most this many links.")
+        parser.add_argument("--limit", type=_positive(int), help="Refresh at most this many links.")
         parser.add_argument(
             "--concurrency",
-            type=_positive(int, "--concurrency"),
+            type=_positive(int),
             default=4,
             help="Refresh requests in flight at once (default: 4).",
         )
-        parser.add_argument(
-            "--max-rate", type=_positive(float, "--max-rate"), help="At most this many refreshes per second."
-        )
+        parser.add_argument("--max-rate", type=_positive(float), help="At most this many refreshes per second.")
         parser.add_argument(
             "--max-retry-after",
-            type=_positive(float, "--max-retry-after"),
+            type=_positive(float),
             default=30.0,
             help="Wait out a 429 whose Retry-After is at most this many seconds; longer ones wait for the next run.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["concurrency"] > 64:
-            raise CommandError("--concurrency must be at most 64.")
+            raise usage_error("--concurrency must be at most 64.")
         user_ids = self._user_ids(options["users"]) if options["users"] else None
         self.verbosity = options["verbosity"]
         self.show_progress = self.verbosity >= 1 and self.stdout.isatty()
         self.done = 0
+        if options["concurrency"] > 1 and (reason := sequential_reason()) and self.verbosity >= 1:
+            self.stderr.write(f"Note: {reason}.")
         try:
             report = refresh_due_tokens(
                 within=options["within"],
@@ -105,8 +129,14 @@ class Command(BaseCommand):
                 max_retry_after=options["max_retry_after"],
                 on_result=self._on_result,
             )
+        except TraktSiteMisconfigured as err:
+            # Every link would fail the same way, and none is flagged for it: fix, run again.
+            raise CommandError(
+                f"Stopped: {err} No link was flagged; after the fix every link refreshes.",
+                returncode=SITE_FAULT_STATUS,
+            ) from err
         except TraktConfigurationError as err:
-            raise CommandError(str(err)) from err
+            raise CommandError(str(err), returncode=SITE_FAULT_STATUS) from err
         if self.show_progress:
             self.stdout.write("")
         if options["dry_run"]:
@@ -127,7 +157,7 @@ class Command(BaseCommand):
             by_name = users.filter(**{get_user_model().USERNAME_FIELD: reference})
             match = by_name.first() or (users.filter(pk=reference).first() if reference.isdigit() else None)
             if match is None:
-                raise CommandError(f"No user {reference!r} (give a username or an id).")
+                raise usage_error(f"No user {reference!r} (give a username or an id).")
             ids.append(match.pk)
         return ids
 

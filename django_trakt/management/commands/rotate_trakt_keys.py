@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_trakt import crypto
 from django_trakt.exceptions import TraktConfigurationError
+from django_trakt.management.base import EXIT_USAGE, TraktCommand, usage_error
 from django_trakt.rotation import DEFAULT_BATCH_SIZE, RotationReport, rotate_keys
 
 EXIT_UNREADABLE = 1
-EXIT_USAGE = 2
 
 
-class Command(BaseCommand):
+class Command(TraktCommand):
     help = (
         "Re-encrypt every stored Trakt token with the first key of TRAKT_TOKEN_KEYS, "
         "so that the older keys can then be removed. Safe to run again."
@@ -41,7 +41,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, batch_size: int, dry_run: bool, verbosity: int, **options: Any) -> None:
         if batch_size < 1:
-            raise CommandError(f"--batch-size must be at least 1, not {batch_size}.", returncode=EXIT_USAGE)
+            raise usage_error(f"--batch-size must be at least 1, not {batch_size}.")
         try:
             keys = crypto.configured_keys()
         except TraktConfigurationError as err:
@@ -60,9 +60,17 @@ class Command(BaseCommand):
             f"{verb} {report.rotated} token(s) with the first key; "
             f"{report.already_current} already current; {report.unreadable} unreadable."
         )
+        flagged = "would be flagged" if dry_run else "were flagged"
+        if report.corrupted:
+            # No key helps these, so they do not keep the old keys in place (exit code unchanged).
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{report.corrupted} token(s) are corrupted (the stored ciphertext is damaged): they {flagged} "
+                    "corrupted and left unchanged; those users must sign in with Trakt again."
+                )
+            )
         if report.unreadable:
             self.stdout.write(self.style.WARNING(summary))
-            flagged = "would be flagged" if dry_run else "were flagged"
             raise CommandError(
                 f"{report.unreadable} token(s) cannot be decrypted with any configured key: they {flagged} "
                 "unreadable and left unchanged. Put their key back in TRAKT_TOKEN_KEYS (after the first) and run "
@@ -71,4 +79,5 @@ class Command(BaseCommand):
             )
         self.stdout.write(self.style.SUCCESS(summary))
         if not dry_run and report.total:
-            self.stdout.write("Every stored token now decrypts with the first key: older keys can be removed.")
+            which = "other stored" if report.corrupted else "stored"
+            self.stdout.write(f"Every {which} token now decrypts with the first key: older keys can be removed.")

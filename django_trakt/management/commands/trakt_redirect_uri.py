@@ -11,11 +11,12 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 from django.http.request import split_domain_port
 from django.urls import NoReverseMatch
 
+from django_trakt.management.base import TraktCommand, usage_error
 from django_trakt.redirect_uri import trakt_callback_url_for_host
 
 #: The domain Django's sites framework creates by default.
@@ -46,22 +47,23 @@ def _site_domain() -> str:
 
 
 def _checked_host(value: str) -> str:
+    """``value`` stripped, or a usage error (exit status 2) when it is not a host (and port)."""
     host = value.strip()
     if "://" in host:
         scheme = host.split("://", 1)[0].lower()
-        raise CommandError(
+        raise usage_error(
             f"--host takes a host name (and port), not a URL: use --host {host.split('://', 1)[1].split('/')[0]} "
             f"--{'https' if scheme == 'https' else 'http'}."
         )
     if not host or "/" in host or any(character.isspace() for character in host):
-        raise CommandError(f"--host {value!r} is not a host name: give e.g. example.com or nas.local:8000.")
+        raise usage_error(f"--host {value!r} is not a host name: give e.g. example.com or nas.local:8000.")
     domain, _port = split_domain_port(host)
     if not domain:
-        raise CommandError(f"--host {value!r} is not a valid host name (and optional port).")
+        raise usage_error(f"--host {value!r} is not a valid host name (and optional port).")
     return host
 
 
-class Command(BaseCommand):
+class Command(TraktCommand):
     help = (
         "Print the redirect URI to register for your app on trakt.tv: exactly the callback URL "
         "this site sends to Trakt, built by allauth (host from --host or the sites framework; "

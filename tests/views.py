@@ -1,0 +1,21 @@
+"""Views of the test site that use Trakt the way a site's own views would."""
+
+from django.http import HttpResponse
+
+from django_trakt.client import TraktClient
+
+
+class ViewFailedAfterRefresh(Exception):
+    pass
+
+
+def settings_then_fail(request):
+    """Asks Trakt as the user (refreshing a due token on the way), then fails."""
+    TraktClient.for_user(request.user).get("/users/settings")
+    raise ViewFailedAfterRefresh("the view failed after talking to Trakt")
+
+
+def settings_ok(request):
+    """Asks Trakt as the user and answers with their Trakt username."""
+    document = TraktClient.for_user(request.user).get("/users/settings")
+    return HttpResponse(document["user"]["username"])
