@@ -170,20 +170,22 @@ def _write_with_retries(guard: PairGuard, *, attempts: int = SAVE_ATTEMPTS) -> b
     return False  # pragma: no cover - the loop returns or raises
 
 
-def store_refreshed(token: TraktToken, previous_refresh_ciphertext: str, grant: TokenGrant) -> PairGuard:
-    """Write ``grant`` over the locked ``token`` inside the refresh's transaction, guarded.
+def guard_refreshed(token: TraktToken, previous_refresh_ciphertext: str, grant: TokenGrant) -> PairGuard:
+    """Take charge of ``grant``, the pair Trakt just gave for ``token``: call it first thing."""
+    columns = pair_columns(grant, previous_refresh_ciphertext)
+    return PairGuard(token.pk, previous_refresh_ciphertext, columns, database_alias())
+
+
+def store_refreshed(token: TraktToken, guard: PairGuard) -> None:
+    """Write the guarded pair over the locked ``token`` inside the refresh's transaction.
 
     ``token`` (in memory) takes the new values too. A database error that outlasts the
     retries is raised; the guard stores the pair once the failed transaction is rolled back.
     """
-    alias = database_alias()
-    columns = pair_columns(grant, previous_refresh_ciphertext)
-    guard = PairGuard(token.pk, previous_refresh_ciphertext, columns, alias)
     if not _write_with_retries(guard):
         logger.warning("Trakt link %s was removed while it was being refreshed", token.pk)
-    for name, value in columns.items():
+    for name, value in guard.columns.items():
         setattr(token, name, value)
-    return guard
 
 
 def _start_rescue_thread(guard: PairGuard) -> None:

@@ -165,7 +165,8 @@ def refresh_token(
                     return _transient_failure(locked, err)
                 else:
                     # From here on the pair exists only in memory until committed: the guard keeps it.
-                    guard = durability.store_refreshed(locked, previous, grant)
+                    guard = durability.guard_refreshed(locked, previous, grant)
+                    durability.store_refreshed(locked, guard)
             if rejected is not None:
                 locked.status = TraktToken.Status.NEEDS_REAUTH
                 locked.last_error = _describe(rejected)

@@ -2,7 +2,11 @@
 
 from django.http import HttpResponse
 
+from django_trakt import durability
 from django_trakt.client import TraktClient
+
+#: Whether each run of ``settings_then_fail`` found itself inside a transaction of the caller's.
+SEEN: list[bool] = []
 
 
 class ViewFailedAfterRefresh(Exception):
@@ -11,6 +15,7 @@ class ViewFailedAfterRefresh(Exception):
 
 def settings_then_fail(request):
     """Asks Trakt as the user (refreshing a due token on the way), then fails."""
+    SEEN.append(durability.in_callers_transaction())
     TraktClient.for_user(request.user).get("/users/settings")
     raise ViewFailedAfterRefresh("the view failed after talking to Trakt")
 
