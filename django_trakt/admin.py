@@ -32,7 +32,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.exceptions import TraktConfigurationError
+from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
 from django_trakt.models import TraktToken
 from django_trakt.refresh import Outcome, refresh_token
 from django_trakt.revocation import unlink
@@ -224,8 +224,11 @@ class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
         for token in queryset:
             try:
                 result = refresh_token(token, force=True)
+            except TraktSiteMisconfigured as err:
+                # The site's configuration, not a link's: stop at the first and say what to fix.
+                self.message_user(request, f"{err} {err.NO_LINK_FLAGGED}", messages.ERROR)
+                break
             except TraktConfigurationError as err:
-                # A site problem (no Trakt app configured), not a link's: stop and say so.
                 self.message_user(request, str(err), messages.ERROR)
                 break
             details[result.outcome].append(f"{_link_name(token)}: {result.detail}")

@@ -224,3 +224,75 @@ def check_secret_in_database(
             id="django_trakt.W005",
         )
     ]
+
+
+REFRESH_URI_HINT = (
+    'Or set SOCIALACCOUNT_PROVIDERS["trakt"]["REDIRECT_URI"] to the redirect URI registered with the Trakt app '
+    "(manage.py trakt_redirect_uri prints it)."
+)
+
+
+@checks.register()
+def check_refresh_redirect_uri(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W006: a refresh outside a request (the scheduled command) cannot build its redirect URI."""
+    from django.apps import apps
+    from django.conf import settings
+
+    if trakt_settings.REDIRECT_URI:
+        return []
+    if not apps.is_installed("django.contrib.sites"):
+        problem = "django.contrib.sites is not installed"
+        fix = "Add django.contrib.sites to INSTALLED_APPS with SITE_ID = 1 and set that Site's domain."
+    elif getattr(settings, "SITE_ID", None) is None:
+        problem = "SITE_ID is not set"
+        fix = "Set SITE_ID (usually 1) and that Site's domain to this site's host."
+    else:
+        return []
+    return [
+        checks.Warning(
+            f"{problem}, so refreshing Trakt tokens outside a request (manage.py refresh_trakt_tokens, "
+            "a task, the admin's Refresh now) cannot build the redirect URI Trakt's refresh needs: "
+            "every scheduled refresh would stop (no link is flagged for it).",
+            hint=f"{fix} {REFRESH_URI_HINT}",
+            id="django_trakt.W006",
+        )
+    ]
+
+
+@checks.register(checks.Tags.database, deploy=True)
+def check_refresh_site_domain(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W007: in production, the current Site (the refresh's redirect URI) is still a placeholder."""
+    from django.apps import apps
+    from django.conf import settings
+    from django.db import DatabaseError, router, transaction
+
+    if trakt_settings.REDIRECT_URI or not apps.is_installed("django.contrib.sites"):
+        return []
+    if getattr(settings, "SITE_ID", None) is None:
+        return []  # W006
+    from django.contrib.sites.models import Site
+
+    from django_trakt.redirect_uri import PLACEHOLDER_DOMAIN
+
+    alias = router.db_for_read(Site)
+    if not databases or alias not in databases:
+        return []
+    try:
+        with transaction.atomic(using=alias):
+            domain = Site.objects.using(alias).filter(pk=settings.SITE_ID).values_list("domain", flat=True).first()
+    except DatabaseError:
+        return []  # not migrated yet: a check must never crash migrate
+    host = (domain or "").strip().split(":")[0].lower()
+    if domain is not None and host and host not in (PLACEHOLDER_DOMAIN, f"www.{PLACEHOLDER_DOMAIN}"):
+        return []
+    shown = "does not exist" if domain is None else f"has the domain {domain.strip() or 'empty'!r}"
+    return [
+        checks.Warning(
+            f"The Site of SITE_ID {shown}: refreshing Trakt tokens outside a request builds its redirect URI "
+            "from it, and every scheduled refresh would stop until it names this site's host.",
+            hint=f"Set the Site's domain in the admin (Sites) to the host registered with Trakt. {REFRESH_URI_HINT}",
+            id="django_trakt.W007",
+        )
+    ]

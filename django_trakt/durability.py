@@ -46,10 +46,9 @@ SAVE_ATTEMPTS = 4
 #: about 15 seconds in all, enough for a busy SQLite writer lock to come free.
 RESCUE_ATTEMPTS = 10
 RESCUE_BACKOFF = 0.1
-#: Seconds a refresh waits for a rescue of the same link in this process to finish.
+#: Seconds a refresh waits for the rescue thread of the same link to finish its write.
 RESCUE_WAIT = 5.0
 
-_pending_rescues: dict[int, threading.Event] = {}
 _pending_lock = threading.Lock()
 
 
@@ -188,38 +187,84 @@ def store_refreshed(token: TraktToken, guard: PairGuard) -> None:
         setattr(token, name, value)
 
 
+class _Rescue:
+    """A pair waiting to be stored after a rollback: by its thread, or by whoever needs it first."""
+
+    def __init__(self, guard: PairGuard) -> None:
+        self.guard = guard
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._writing = False
+
+    def attempt(self) -> bool | None:
+        """Write the pair on the calling thread's connection: True when stored (or moot),
+        False when the write failed, None when another thread is writing or has written."""
+        with self._lock:
+            if self._writing or self.done.is_set():
+                return None
+            self._writing = True
+        try:
+            with transaction.atomic(using=self.guard.alias):
+                written = write_pair(self.guard)
+        except DatabaseError as err:
+            logger.warning("Storing the refreshed Trakt token of link %s failed (%s); retrying", self.guard.pk, err)
+            with self._lock:
+                self._writing = False
+            return False
+        if written:
+            logger.info("Stored the refreshed Trakt token of link %s after the rollback", self.guard.pk)
+            if in_callers_transaction(self.guard.alias):
+                # Written into a caller's transaction this time: guard it again.
+                PairGuard(self.guard.pk, self.guard.previous, self.guard.columns, self.guard.alias)
+        else:
+            logger.warning("Trakt link %s was removed or signed in again before its pair was stored", self.guard.pk)
+        self._finish()
+        return True
+
+    def _finish(self) -> None:
+        with _pending_lock:
+            if _pending_rescues.get(self.guard.pk) is self:
+                del _pending_rescues[self.guard.pk]
+        self.done.set()
+
+
+_pending_rescues: dict[int, _Rescue] = {}
+
+
 def _start_rescue_thread(guard: PairGuard) -> None:
-    done = threading.Event()
+    rescue = _Rescue(guard)
     with _pending_lock:
-        _pending_rescues[guard.pk] = done
+        _pending_rescues[guard.pk] = rescue
     # Not a daemon: an exiting interpreter waits for the pair to be stored.
-    threading.Thread(target=_rescue_worker, args=(guard, done), name=f"trakt-rescue-{guard.pk}").start()
+    threading.Thread(target=_rescue_worker, args=(rescue,), name=f"trakt-rescue-{guard.pk}").start()
 
 
-def _rescue_worker(guard: PairGuard, done: threading.Event) -> None:
+def _rescue_worker(rescue: _Rescue) -> None:
     try:
         for attempt in range(RESCUE_ATTEMPTS):
-            try:
-                if write_pair(guard):
-                    logger.info("Stored the refreshed Trakt token of link %s after the rollback", guard.pk)
-                else:
-                    logger.warning("Trakt link %s was removed or signed in again before its pair was stored", guard.pk)
+            if rescue.attempt() is not False:
                 return
-            except DatabaseError as err:
-                logger.warning("Storing the refreshed Trakt token of link %s failed (%s); retrying", guard.pk, err)
-                time.sleep(min(2.0, RESCUE_BACKOFF * 2**attempt))
-        logger.error("The refreshed Trakt token of link %s could not be stored: the link is lost", guard.pk)
+            time.sleep(min(2.0, RESCUE_BACKOFF * 2**attempt))
+        logger.error("The refreshed Trakt token of link %s could not be stored: the link is lost", rescue.guard.pk)
+        rescue._finish()
     finally:
-        connections[guard.alias].close()
-        with _pending_lock:
-            if _pending_rescues.get(guard.pk) is done:
-                del _pending_rescues[guard.pk]
-        done.set()
+        connections[rescue.guard.alias].close()
 
 
-def wait_for_rescue(pk: int, timeout: float = RESCUE_WAIT) -> None:
-    """Let a rescue of link ``pk`` in this process finish before the row is read."""
+def settle_rescue(pk: int, timeout: float = RESCUE_WAIT) -> bool:
+    """Before link ``pk`` is refreshed: store a pair still waiting after a rollback, from here.
+
+    The caller's own transaction may be what keeps the rescue thread from writing (SQLite
+    locks writers out while a reader's transaction lasts), so the caller writes it itself
+    rather than only wait. False when a pair is still waiting after ``timeout``: the stored
+    refresh token is spent then, and must not be sent to Trakt.
+    """
     with _pending_lock:
-        done = _pending_rescues.get(pk)
-    if done is not None:
-        done.wait(timeout)
+        rescue = _pending_rescues.get(pk)
+    if rescue is None:
+        return True
+    deadline = time.monotonic() + timeout
+    while rescue.attempt() is not True:
+        if rescue.done.wait(0.05) or time.monotonic() >= deadline:
+            break
+    return rescue.done.is_set()

@@ -33,6 +33,9 @@ class TraktSiteMisconfigured(TraktConfigurationError):
     link refreshes again.
     """
 
+    #: What every report of it adds (command, admin): nobody has to sign in again for it.
+    NO_LINK_FLAGGED = "No link was flagged; after the fix every link refreshes."
+
     def __init__(self, message: str, *, setting: str) -> None:
         self.setting = setting
         super().__init__(message)

@@ -116,7 +116,8 @@ def refresh_token(
     margin = DEFAULT_MARGIN if within is None else within
     app = app or get_trakt_app()
     redirect_uri = refresh_redirect_uri()
-    durability.wait_for_rescue(pk)
+    if not durability.settle_rescue(pk):
+        return RefreshResult(Outcome.FAILED, None, "the previous refresh's pair is still being stored", retryable=True)
     rejected: TraktError | None = None
     guard: durability.PairGuard | None = None
     try:
@@ -192,7 +193,7 @@ def _after_database_error(pk: int, guard: durability.PairGuard | None, err: Data
         return RefreshResult(Outcome.FAILED, None, f"database error: {err}", retryable=True)
     # Trakt answered but the pair did not commit with the refresh: the guard has stored it
     # again (or is doing so on its rescue thread).
-    durability.wait_for_rescue(pk)
+    durability.settle_rescue(pk)
     stored = TraktToken.objects.filter(pk=pk).first()
     if stored is not None and stored.refresh_token_encrypted == guard.columns["refresh_token_encrypted"]:
         signals.token_refreshed.send(sender=TraktToken, token=stored)

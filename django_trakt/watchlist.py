@@ -52,6 +52,7 @@ from django_trakt.exceptions import (
     TraktNotLinked,
     TraktRateLimited,
     TraktReauthorizationRequired,
+    TraktSiteMisconfigured,
     TraktUnauthorized,
 )
 
@@ -438,6 +439,9 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
     except TraktReauthorizationRequired:
         return fallback(WatchlistError.REAUTHORIZE)
     except TraktError as err:
+        if isinstance(err, TraktSiteMisconfigured):
+            # The visitor sees "unavailable"; the operator gets what to fix (no token in it).
+            logger.error("Trakt watchlist not fetched: %s %s", err, err.NO_LINK_FLAGGED)
         error = _error_for(err, owner)
         seconds = trakt_settings.FAILURE_BACKOFF
         if isinstance(err, TraktRateLimited) and err.retry_after:

@@ -100,7 +100,7 @@ def test_callers_atomic_block_rolled_back_after_refresh(trakt):
     with pytest.raises(RuntimeError), transaction.atomic():
         TraktClient.for_user(user).get("/users/settings")
         raise RuntimeError("the caller changes its mind")
-    durability.wait_for_rescue(token.pk)
+    durability.settle_rescue(token.pk)
     assert_link_works(trakt, token, spent)
 
 
@@ -406,5 +406,3 @@ def test_disconnect_racing_a_refresh_leaves_no_live_pair_at_trakt():
         assert outcome == [Outcome.REFRESHED]
         assert trakt.active_tokens(user.username) == []
         assert not TraktToken.objects.filter(pk=token.pk).exists()
-
-

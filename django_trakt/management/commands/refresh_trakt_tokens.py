@@ -132,7 +132,7 @@ class Command(TraktCommand):
         except TraktSiteMisconfigured as err:
             # Every link would fail the same way, and none is flagged for it: fix, run again.
             raise CommandError(
-                f"Stopped: {err} No link was flagged; after the fix every link refreshes.",
+                f"Stopped: {err} {err.NO_LINK_FLAGGED}",
                 returncode=SITE_FAULT_STATUS,
             ) from err
         except TraktConfigurationError as err:

@@ -17,10 +17,8 @@ from django.http.request import split_domain_port
 from django.urls import NoReverseMatch
 
 from django_trakt.management.base import TraktCommand, usage_error
-from django_trakt.redirect_uri import trakt_callback_url_for_host
+from django_trakt.redirect_uri import PLACEHOLDER_DOMAIN, trakt_callback_url_for_host
 
-#: The domain Django's sites framework creates by default.
-PLACEHOLDER_DOMAIN = "example.com"
 LOOPBACK = {"localhost", "127.0.0.1", "[::1]"}
 
 
