@@ -319,6 +319,20 @@ def test_refresh_now_without_a_trakt_app_says_so(admin_client, links, trakt, set
     assert trakt.requests_to("/oauth/token") == []
 
 
+def test_refresh_now_with_a_rotated_secret_names_the_fix_and_flags_nobody(admin_client, links, trakt, settings):
+    provider = settings.SOCIALACCOUNT_PROVIDERS["trakt"]
+    settings.SOCIALACCOUNT_PROVIDERS = {"trakt": {**provider, "APP": {**provider["APP"], "secret": "rotated"}}}
+    chosen = [links["soon"], links["week"]]
+    done = act(admin_client, "refresh_now", chosen)
+    assert done.status_code == 200
+    (message,) = messages_of(done)
+    assert "client_id/secret" in message and "No link was flagged" in message
+    assert len(trakt.requests_to("/oauth/token")) == 1  # stopped at the first
+    for token in chosen:
+        token.refresh_from_db()
+        assert token.status == TraktToken.Status.ACTIVE
+
+
 # -- permissions -------------------------------------------------------------------------------------------
 
 

@@ -211,3 +211,62 @@ def test_database_checks_quiet_when_table_is_missing():
 def test_existing_checks_still_pass_for_recommended_settings():
     # The new checks are deployment checks: the plain check stays clean.
     call_command("check", fail_level="WARNING")
+
+
+# -- W006 / W007: what the scheduled refresh needs ----------------------------------------------------
+
+
+def test_refresh_uri_check_warns_without_sites_framework():
+    from django.test import modify_settings
+
+    with modify_settings(INSTALLED_APPS={"remove": ["django.contrib.sites"]}):
+        (warning,) = checks.check_refresh_redirect_uri()
+    assert warning.id == "django_trakt.W006" and "django.contrib.sites" in warning.msg
+    assert "REDIRECT_URI" in warning.hint
+
+
+def test_refresh_uri_check_warns_without_site_id(settings):
+    del settings.SITE_ID
+    (warning,) = checks.check_refresh_redirect_uri()
+    assert warning.id == "django_trakt.W006" and "SITE_ID" in warning.msg
+
+
+def test_refresh_uri_checks_quiet_with_a_redirect_uri_setting(settings):
+    from django.test import modify_settings
+
+    settings.SOCIALACCOUNT_PROVIDERS = providers(
+        REDIRECT_URI="https://media.example.org/accounts/trakt/login/callback/"
+    )
+    with modify_settings(INSTALLED_APPS={"remove": ["django.contrib.sites"]}):
+        assert checks.check_refresh_redirect_uri() == []
+        assert checks.check_refresh_site_domain(databases=DB) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("domain", ["example.com", "www.example.com:8000", "  "])
+def test_site_domain_check_warns_on_a_placeholder_domain(domain):
+    from django.contrib.sites.models import Site
+
+    Site.objects.filter(pk=settings.SITE_ID).update(domain=domain)
+    (warning,) = checks.check_refresh_site_domain(databases=DB)
+    assert warning.id == "django_trakt.W007"
+    assert checks.check_refresh_site_domain(databases=None) == []  # may not read the database
+
+
+@pytest.mark.django_db
+def test_site_domain_check_warns_on_a_missing_site_and_is_quiet_on_a_real_one():
+    from django.contrib.sites.models import Site
+
+    assert checks.check_refresh_site_domain(databases=DB) == []  # "testserver"
+    Site.objects.all().delete()
+    (warning,) = checks.check_refresh_site_domain(databases=DB)
+    assert "does not exist" in warning.msg
+
+
+@pytest.mark.django_db
+def test_site_domain_check_runs_with_deploy_checks_only():
+    from django.contrib.sites.models import Site
+
+    Site.objects.filter(pk=settings.SITE_ID).update(domain="example.com")
+    assert "django_trakt.W007" not in ids(run_checks(databases=DB))
+    assert "django_trakt.W007" in ids(run_checks(databases=DB, include_deployment_checks=True))
