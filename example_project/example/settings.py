@@ -103,6 +103,11 @@ SOCIALACCOUNT_PROVIDERS = {
         "API_URL": _host("TRAKT_API_URL", "https://api.trakt.tv"),
         "WEB_URL": _host("TRAKT_WEB_URL", "https://trakt.tv"),
         "USER_AGENT": "django-trakt-example/1.0",
+        # The example runs without django.contrib.sites: refreshes outside a request
+        # (manage.py refresh_trakt_tokens) send this registered redirect URI instead.
+        "REDIRECT_URI": "http://{}/accounts/trakt/login/callback/".format(
+            os.environ.get("EXAMPLE_SITE_ADDR", "127.0.0.1:8000")
+        ),
     }
 }
 
