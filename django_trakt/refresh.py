@@ -46,6 +46,7 @@ from django_trakt.exceptions import (
 from django_trakt.locks import database_alias, lock_token
 from django_trakt.models import TraktToken
 from django_trakt.redirect_uri import refresh_redirect_uri
+from django_trakt.tokens import TokenGrant
 
 logger = logging.getLogger(__name__)
 
@@ -143,25 +144,11 @@ def refresh_token(
                 rejected = TraktInvalidGrant(400, "", "no refresh token is stored")
             else:
                 try:
-                    grant = oauth.refresh_grant(
-                        client_id=app.client_id,
-                        client_secret=app.secret,
-                        refresh_token=refresh_value,
-                        redirect_uri=redirect_uri,
-                    )
+                    grant = _spend(app, refresh_value, redirect_uri)
                 except TraktInvalidGrant as err:
                     rejected = err
                 except TraktSiteMisconfigured:
                     raise
-                except (TraktUnauthorized, TraktForbidden) as err:
-                    # A bare 401 or a 403 does not say whose fault it is: ask with the app alone.
-                    app_accepted = oauth.credentials_accepted(client_id=app.client_id, client_secret=app.secret)
-                    if app_accepted is False:
-                        raise oauth.app_refused(err.status_code) from err
-                    if app_accepted and isinstance(err, TraktUnauthorized):
-                        rejected = err
-                    else:
-                        return _transient_failure(locked, err)
                 except TraktError as err:
                     return _transient_failure(locked, err)
                 else:
@@ -184,6 +171,27 @@ def refresh_token(
     logger.info("Refreshed the Trakt token of account %s", locked.account_id)
     signals.token_refreshed.send(sender=TraktToken, token=locked)
     return RefreshResult(Outcome.REFRESHED, locked, "refreshed")
+
+
+def _spend(app: Any, refresh_value: str, redirect_uri: str) -> TokenGrant:
+    """Trade the single-use refresh token at Trakt for a new pair.
+
+    Raises :class:`TraktInvalidGrant` when the user's grant is dead,
+    :class:`TraktSiteMisconfigured` when the site is at fault, and any other
+    :class:`TraktError` for a transient failure.
+    """
+    try:
+        return oauth.refresh_grant(
+            client_id=app.client_id, client_secret=app.secret, refresh_token=refresh_value, redirect_uri=redirect_uri
+        )
+    except (TraktUnauthorized, TraktForbidden) as err:
+        # A bare 401 or a 403 does not say whose fault it is: ask with the app alone.
+        app_accepted = oauth.credentials_accepted(client_id=app.client_id, client_secret=app.secret)
+        if app_accepted is False:
+            raise oauth.app_refused(err.status_code) from err
+        if app_accepted and isinstance(err, TraktUnauthorized):
+            raise TraktInvalidGrant(err.status_code, err.excerpt, "Trakt refused the refresh token") from err
+        raise
 
 
 def _after_database_error(pk: int, guard: durability.PairGuard | None, err: DatabaseError) -> RefreshResult:
