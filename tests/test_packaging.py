@@ -122,11 +122,13 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.sites",  # the scheduled refresh builds its redirect URI from the Site (W006)
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
     "django_trakt",
 ]
+SITE_ID = 1
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
