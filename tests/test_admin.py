@@ -272,6 +272,19 @@ def test_revoke_and_unlink_reports_unconfirmed_revoke_and_still_unlinks(
     assert not TraktToken.objects.filter(pk__in=[token.pk for token in chosen]).exists()
 
 
+def test_admin_actions_leave_log_entries(admin_client, links, trakt, django_capture_on_commit_callbacks):
+    from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+
+    act(admin_client, "refresh_now", [links["soon"]])
+    (refreshed,) = LogEntry.objects.filter(action_flag=CHANGE)
+    assert refreshed.object_id == str(links["soon"].pk) and "refreshed" in refreshed.get_change_message()
+    with django_capture_on_commit_callbacks(execute=True):
+        act(admin_client, "revoke_and_unlink", [links["week"]], post="yes")
+    (unlinked,) = LogEntry.objects.filter(action_flag=DELETION)
+    assert unlinked.object_id == str(links["week"].pk) and "revoked at Trakt" in unlinked.get_change_message()
+    assert unlinked.user.is_superuser
+
+
 # -- "Refresh now" ---------------------------------------------------------------------------------------
 
 
