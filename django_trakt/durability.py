@@ -135,7 +135,33 @@ class PairGuard:
         if self._in_test_transaction:
             return
         logger.warning("The transaction holding the refreshed Trakt token of link %s was rolled back", self.pk)
-        _start_rescue_thread(self)
+        if not self._write_after_rollback(connection):
+            _start_rescue_thread(self)
+
+    def _write_after_rollback(self, connection: Any) -> bool:
+        """Write and commit the pair on the same connection, right after its rollback.
+
+        Django calls this mid-``rollback()``: the transaction is over but autocommit is not
+        back on yet, so the write opens a transaction of its own, committed here at once.
+        Nothing else can have read the row in between on this connection, and on SQLite the
+        writer lock is taken again before other connections' busy handlers wake up.
+        """
+        try:
+            written = write_pair(self)
+            if not connection.get_autocommit():
+                connection.commit()
+        except DatabaseError as err:
+            logger.warning("Storing the refreshed Trakt token of link %s failed (%s); retrying", self.pk, err)
+            try:
+                connection.rollback()
+            except DatabaseError:
+                connection.close()
+            return False
+        if written:
+            logger.info("Stored the refreshed Trakt token of link %s after the rollback", self.pk)
+        else:
+            logger.warning("Trakt link %s was removed or signed in again before its pair was stored", self.pk)
+        return True
 
 
 class _CommitSentinel:
