@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from django_trakt import durability, oauth, signals
-from django_trakt.conf import get_trakt_app
+from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.exceptions import (
     TokenDecryptionError,
     TraktError,
@@ -43,7 +45,7 @@ from django_trakt.exceptions import (
     TraktTransportError,
     TraktUnauthorized,
 )
-from django_trakt.locks import database_alias, lock_token
+from django_trakt.locks import database_alias, has_row_locks, lock_token
 from django_trakt.models import TraktToken
 from django_trakt.redirect_uri import refresh_redirect_uri
 from django_trakt.tokens import TokenGrant
@@ -117,13 +119,72 @@ def refresh_token(
     margin = DEFAULT_MARGIN if within is None else within
     app = app or get_trakt_app()
     redirect_uri = refresh_redirect_uri()
+    attempt = functools.partial(
+        _refresh,
+        pk,
+        app=app,
+        redirect_uri=redirect_uri,
+        force=force,
+        margin=margin,
+        unless_access_token_changed_from=unless_access_token_changed_from,
+        skip_locked=skip_locked,
+    )
+    if durability.in_callers_transaction() and has_row_locks():
+        result = _on_own_connection(pk, attempt)
+        if result is not None:
+            return result
+    return attempt()
+
+
+def _on_own_connection(pk: int, attempt: Callable[..., RefreshResult]) -> RefreshResult | None:
+    """Inside a caller's transaction: refresh on a connection of its own, whose commit is final.
+
+    Then the caller's transaction never holds the row lock nor the new pair, so neither its
+    rollback nor another process waiting for the lock can meet the spent refresh token.
+    None when that connection cannot see or lock the row the caller sees (created in the
+    caller's uncommitted transaction, a ``TestCase`` included, or locked by it): then the
+    link lives and dies with the caller's transaction, and the refresh runs there, guarded.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = attempt(lock_wait=trakt_settings.TIMEOUT + 5)
+        except BaseException as err:  # handed to the caller's thread below
+            outcome["error"] = err
+        finally:
+            connections[database_alias()].close()
+
+    thread = threading.Thread(target=run, name=f"trakt-refresh-{pk}")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: RefreshResult = outcome["result"]
+    unseen = result.token is None and result.outcome in (Outcome.NOT_DUE, Outcome.FAILED)
+    if unseen and TraktToken.objects.filter(pk=pk).exists():
+        return None
+    return result
+
+
+def _refresh(
+    pk: int,
+    *,
+    app: Any,
+    redirect_uri: str,
+    force: bool,
+    margin: dt.timedelta,
+    unless_access_token_changed_from: str | None,
+    skip_locked: bool,
+    lock_wait: float | None = None,
+) -> RefreshResult:
     if not durability.settle_rescue(pk):
         return RefreshResult(Outcome.FAILED, None, "the previous refresh's pair is still being stored", retryable=True)
     rejected: TraktError | None = None
     guard: durability.PairGuard | None = None
     try:
         with transaction.atomic(using=database_alias()):
-            locked = lock_token(pk, skip_locked=skip_locked)
+            locked = lock_token(pk, skip_locked=skip_locked, wait=lock_wait)
             if locked is None:
                 return RefreshResult(Outcome.NOT_DUE, None, "being refreshed elsewhere, or unlinked")
             if locked.status in _FLAGGED:
