@@ -188,6 +188,18 @@ class TraktSettings:
             return import_string(resolver)
         return resolver
 
+    # -- linking by code (README "Linking by code") -----------------------------------------
+
+    @property
+    def DEVICE_START_LIMIT(self) -> int:
+        """``TRAKT_DEVICE_START_LIMIT``: codes one user may ask Trakt for per ``TRAKT_DEVICE_START_PERIOD``."""
+        return int(self._number("TRAKT_DEVICE_START_LIMIT", 5, minimum=1))
+
+    @property
+    def DEVICE_START_PERIOD(self) -> float:
+        """``TRAKT_DEVICE_START_PERIOD``: seconds over which ``TRAKT_DEVICE_START_LIMIT`` is counted."""
+        return self._number("TRAKT_DEVICE_START_PERIOD", 600.0, minimum=1)
+
 
 trakt_settings = TraktSettings()
 

@@ -8,12 +8,27 @@ redirect flow: the account is connected through allauth (``SocialLogin.connect``
 ``lookup`` when it was linked before), whose signals make ``receivers`` store the token.
 
 The device code is a bearer for polling: it stays in the session, never in a page,
-a URL, a JSON answer or a log line. ``device_poll`` calls Trakt at most once per call
-and never before the interval Trakt asked for.
+a URL, a JSON answer, a cache key or a log line.
+
+Trakt bans apps that send it bursts, so the pages never turn a user's clicks (or a
+script's requests) into one:
+
+* ``device_start`` asks Trakt for at most ``TRAKT_DEVICE_START_LIMIT`` codes per user per
+  ``TRAKT_DEVICE_START_PERIOD``, one at a time; beyond that the page says how long to wait.
+* ``device_poll`` calls Trakt at most once per call, never before the interval Trakt asked
+  for, and only while holding the code's lock, so that concurrent polls of one code (two
+  tabs, a script) make at most one call per interval. The interval and the last answer are
+  kept per code in the cache (``TRAKT_CACHE``), where every request sees them, and not only
+  in the session, which concurrent requests each read before any of them writes it back.
+
+Without a working cache neither can be counted, so the pages ask Trakt nothing then.
+A Trakt approval this site does not keep (the account is another user's, the site's
+adapter refused it) is revoked at Trakt, so no token it issued stays live unseen.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -35,11 +50,13 @@ from django.shortcuts import redirect, render
 from django.utils.functional import Promise
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from django_trakt import device, http
-from django_trakt.conf import PROVIDER_ID, get_trakt_app
+from django_trakt import device, http, oauth
+from django_trakt.cache import cache_call, release_lock, take_lock
+from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
 from django_trakt.device import DeviceStatus
 from django_trakt.exceptions import (
     TraktConfigurationError,
@@ -48,6 +65,7 @@ from django_trakt.exceptions import (
     TraktServerError,
     TraktTransportError,
 )
+from django_trakt.numbers import finite_number
 from django_trakt.views import TraktOAuth2Adapter
 
 logger = logging.getLogger(__name__)
@@ -56,6 +74,10 @@ logger = logging.getLogger(__name__)
 SESSION_KEY = "django_trakt_device"
 #: The longest wait between two polls, however often Trakt says "slow down".
 MAX_INTERVAL = 60.0
+#: What a start is told to wait while another start of the same user is asking Trakt.
+START_BUSY_WAIT = 5
+#: Prefix of the cache keys: per user for starts, per code (a digest, never the code) for polls.
+CACHE_PREFIX = "django_trakt:device"
 
 WAITING = _("Waiting for you to approve on Trakt…")
 SLOW_DOWN = _("Trakt asked us to slow down; checking less often.")
@@ -134,6 +156,104 @@ def _waiting(pending: dict[str, Any], now: float, status: str = "pending", messa
     return Outcome(status, message, retry_in=_retry_in(pending, now), interval=float(pending["interval"]))
 
 
+# -- budgets and locks, in the cache (shared by every request and process) --------------------
+
+
+def _lock_seconds() -> int:
+    """How long a lock lives if its holder dies: longer than the Trakt calls made while holding it.
+
+    A poll may make three (the token, the profile, a revoke), each up to ``TIMEOUT`` to
+    connect and again to read; a lock that expired under a live holder would let a second
+    request call Trakt alongside it.
+    """
+    return math.ceil(trakt_settings.TIMEOUT * 6) + 5
+
+
+def _starts_key(request: HttpRequest) -> str:
+    return f"{CACHE_PREFIX}:starts:{request.user.pk}"
+
+
+def _spend_start(request: HttpRequest, now: float) -> int:
+    """Count one start against the user's budget: 0 if it may ask Trakt, else the seconds to wait.
+
+    The budget is a sliding window of start times (by ``_clock``, so tests can move it),
+    read and written under the user's start lock. Every start that asks Trakt counts,
+    whether Trakt then answers or not: the budget is about calls, not codes.
+    """
+    key = _starts_key(request)
+    period = trakt_settings.DEVICE_START_PERIOD
+    stored = cache_call("get", key)
+    times = [finite_number(value) for value in stored] if isinstance(stored, list) else []
+    recent = sorted(value for value in times if value is not None and value > now - period)
+    limit = trakt_settings.DEVICE_START_LIMIT
+    if len(recent) >= limit:
+        # The oldest start that keeps the window full leaves it at this time.
+        return max(1, math.ceil(recent[-limit] + period - now))
+    cache_call("set", key, [*recent, now], math.ceil(period) + 1)
+    return 0
+
+
+def _code_key(pending: dict[str, Any], part: str) -> str:
+    # A digest: the device code is a bearer secret and cache keys show up in a cache's own tools.
+    digest = hashlib.sha256(str(pending["device_code"]).encode()).hexdigest()[:32]
+    return f"{CACHE_PREFIX}:{part}:{digest}"
+
+
+def _seconds_left(pending: dict[str, Any], now: float) -> int:
+    return max(1, math.ceil(float(pending["expires_at"]) - now) + 60)
+
+
+def _share(pending: dict[str, Any], now: float) -> None:
+    """Publish when the code may be polled next, and the last answer, to every request."""
+    state = {key: pending.get(key) for key in ("next_poll_at", "interval", "status", "message")}
+    cache_call("set", _code_key(pending, "state"), state, _seconds_left(pending, now))
+
+
+def _share_final(pending: dict[str, Any], outcome: Outcome, now: float) -> None:
+    # A concurrent poll that read the session before this one dropped the code gets the same
+    # answer from here instead of polling a spent code.
+    cache_call("set", _code_key(pending, "state"), {"outcome": outcome.as_json()}, _seconds_left(pending, now))
+
+
+def _shared(pending: dict[str, Any]) -> Outcome | None:
+    """Bring ``pending`` up to what other requests learnt about its code; their final answer, if any."""
+    state = cache_call("get", _code_key(pending, "state"))
+    if not isinstance(state, dict):
+        return None
+    final = state.get("outcome")
+    if isinstance(final, dict):
+        return Outcome(
+            status=str(final.get("status") or "error"),
+            message=str(final.get("message") or LINK_FAILED),
+            final=True,
+            redirect=final.get("redirect") if isinstance(final.get("redirect"), str) else None,
+        )
+    next_poll_at = finite_number(state.get("next_poll_at"))
+    interval = finite_number(state.get("interval"))
+    if next_poll_at is not None and interval is not None and next_poll_at >= float(pending["next_poll_at"]):
+        pending["next_poll_at"] = next_poll_at
+        pending["interval"] = interval
+        pending["status"] = str(state.get("status") or "pending")
+        pending["message"] = str(state.get("message") or WAITING)
+    return None
+
+
+def _wait_message(seconds: int) -> str:
+    return ngettext(
+        "You have asked for several codes in a short time. Please wait %(seconds)d second and try again.",
+        "You have asked for several codes in a short time. Please wait %(seconds)d seconds and try again.",
+        seconds,
+    ) % {"seconds": seconds}
+
+
+def _busy_message(seconds: int) -> str:
+    return ngettext(
+        "A code is already being requested for you. Please wait %(seconds)d second and try again.",
+        "A code is already being requested for you. Please wait %(seconds)d seconds and try again.",
+        seconds,
+    ) % {"seconds": seconds}
+
+
 def _safe_next(request: HttpRequest, value: str | None) -> str:
     if value and url_has_allowed_host_and_scheme(
         value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -159,11 +279,27 @@ def device_start(request: HttpRequest) -> HttpResponse:
     except TraktConfigurationError:
         logger.error("Linking by code failed: no Trakt app is configured (see check django_trakt.E002)")
         return _render_start(request, error=NOT_CONFIGURED, next_url=next_url)
+    lock_key = _starts_key(request) + ":lock"
+    ticket, locked = take_lock(lock_key, _lock_seconds())
+    if locked is None:
+        # The cache is down (it was logged): the budget cannot be counted, so Trakt is not asked.
+        return _render_start(request, error=START_FAILED, next_url=next_url, status=503)
+    if not locked:
+        # A double click, or a script: one start of this user at a time asks Trakt.
+        return _render_wait(request, _busy_message(START_BUSY_WAIT), START_BUSY_WAIT, next_url)
     try:
-        authorization = device.request_device_code(client_id=app.client_id)
-    except TraktError as err:
-        logger.warning("Trakt did not hand out a device code: %s", type(err).__name__)
-        return _render_start(request, error=START_FAILED, next_url=next_url)
+        now = _clock()
+        wait = _spend_start(request, now)
+        if wait:
+            logger.info("Linking by code: user %s is over the start budget, not asking Trakt", request.user.pk)
+            return _render_wait(request, _wait_message(wait), wait, next_url)
+        try:
+            authorization = device.request_device_code(client_id=app.client_id)
+        except TraktError as err:
+            logger.warning("Trakt did not hand out a device code: %s", type(err).__name__)
+            return _render_start(request, error=START_FAILED, next_url=next_url)
+    finally:
+        release_lock(lock_key, ticket)
     now = _clock()
     _save(
         request,
@@ -192,6 +328,9 @@ def device_pending(request: HttpRequest) -> HttpResponse:
     if pending is None:
         return redirect("django_trakt:device_start")
     now = _clock()
+    if _shared(pending) is not None:
+        # Another request already finished this code: its poll gives the answer.
+        pending["next_poll_at"] = now
     context = {
         "user_code": pending["user_code"],
         "verification_url": pending["verification_url"],
@@ -223,8 +362,15 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _render_start(request: HttpRequest, *, error: Any = None, next_url: str = "") -> HttpResponse:
-    return render(request, "django_trakt/device_start.html", {"error": error, "next": next_url})
+def _render_start(request: HttpRequest, *, error: Any = None, next_url: str = "", status: int = 200) -> HttpResponse:
+    return render(request, "django_trakt/device_start.html", {"error": error, "next": next_url}, status=status)
+
+
+def _render_wait(request: HttpRequest, message: str, seconds: int, next_url: str) -> HttpResponse:
+    """The start page again, saying how long to wait; 429, as Trakt would have answered."""
+    response = _render_start(request, error=message, next_url=next_url, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 # -- one poll ----------------------------------------------------------------------------------
@@ -238,17 +384,55 @@ def _poll(request: HttpRequest) -> Outcome:
     if now >= float(pending["expires_at"]):
         _drop(request)
         return Outcome(DeviceStatus.EXPIRED, FINAL_MESSAGES[DeviceStatus.EXPIRED], final=True)
+    finished = _shared(pending)
+    if finished is not None:
+        _drop(request)
+        return finished
     if now < float(pending["next_poll_at"]):
-        # Too early: repeat the last answer without asking Trakt (which would say 429).
-        return _waiting(
-            pending, now, status=pending.get("status") or "pending", message=pending.get("message") or WAITING
-        )
+        return _repeat(pending, now)
     try:
         app = get_trakt_app(request)
     except TraktConfigurationError:
         logger.error("Linking by code failed: no Trakt app is configured (see check django_trakt.E002)")
         _drop(request)
         return Outcome("error", NOT_CONFIGURED, final=True)
+    lock_key = _code_key(pending, "lock")
+    ticket, locked = take_lock(lock_key, _lock_seconds())
+    if not locked:
+        # Another request is asking Trakt about this code right now (or the cache is down):
+        # answer as before, and look again in a moment.
+        outcome = _repeat(pending, now)
+        outcome.retry_in = max(outcome.retry_in, 1)
+        return outcome
+    try:
+        # Read again under the lock: the poll that held it before may have just asked Trakt.
+        finished = _shared(pending)
+        if finished is not None:
+            _drop(request)
+            return finished
+        if now < float(pending["next_poll_at"]):
+            return _repeat(pending, now)
+        # Claim this interval before asking, so that even a poll whose lock expired under
+        # it (a hung request) cannot make a second call in it.
+        pending["next_poll_at"] = now + float(pending["interval"])
+        _share(pending, now)
+        outcome = _ask_trakt(request, app, pending, now)
+        if outcome.final:
+            _share_final(pending, outcome, now)
+        else:
+            _share(pending, now)
+        return outcome
+    finally:
+        release_lock(lock_key, ticket)
+
+
+def _repeat(pending: dict[str, Any], now: float) -> Outcome:
+    """Too early: repeat the last answer without asking Trakt (which would say 429)."""
+    return _waiting(pending, now, status=pending.get("status") or "pending", message=pending.get("message") or WAITING)
+
+
+def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: float) -> Outcome:
+    """The one call to Trakt of a poll (with the code's lock held), and what its answer means."""
     interval = float(pending["interval"])
     try:
         answer = device.poll_device_token(
@@ -295,6 +479,7 @@ def _complete(request: HttpRequest, app: Any, grant: Any, *, next_url: str) -> O
         sociallogin = provider.sociallogin_from_response(request, profile)
     except (TraktError, ProviderException) as err:
         logger.warning("Trakt approved a device code, but the profile failed: %s", type(err).__name__)
+        _revoke_unkept(app, grant)
         return Outcome("error", LINK_FAILED, final=True)
     token = TraktOAuth2Adapter(request).parse_token(grant)
     if app.pk:
@@ -306,6 +491,7 @@ def _complete(request: HttpRequest, app: Any, grant: Any, *, next_url: str) -> O
     if existing is not None and existing.user_id != request.user.pk:
         # Refuse before allauth's lookup, which would update that other link.
         logger.warning("Trakt account %s is linked to another user; device link refused", existing.pk)
+        _revoke_unkept(app, grant)
         return Outcome("other_user", OTHER_USER, final=True)
     try:
         with transaction.atomic():
@@ -320,9 +506,11 @@ def _complete(request: HttpRequest, app: Any, grant: Any, *, next_url: str) -> O
                 sociallogin.connect(request, request.user)
     except ImmediateHttpResponse:
         logger.info("The site's adapter refused a Trakt account linked by code")
+        _revoke_unkept(app, grant)
         return Outcome("refused", REFUSED, final=True)
     except IntegrityError:
         logger.warning("Trakt account linked concurrently; device link refused")
+        _revoke_unkept(app, grant)
         return Outcome("other_user", OTHER_USER, final=True)
     logger.info("Linked Trakt account %s to user %s by code", sociallogin.account.pk, request.user.pk)
     get_account_adapter(request).add_message(
@@ -343,3 +531,22 @@ def _complete(request: HttpRequest, app: Any, grant: Any, *, next_url: str) -> O
         final=True,
         redirect=target,
     )
+
+
+def _revoke_unkept(app: Any, grant: Any) -> None:
+    """Revoke at Trakt the token of an approval this site does not keep.
+
+    Nothing here stores it, so nothing could revoke it later: left alone, it would stay a
+    live grant to the person's Trakt account, in no one's hands but listed as this app's.
+    Never raises; a failure is logged without the token (the token expires by itself).
+    """
+    try:
+        oauth.revoke_token(client_id=app.client_id, client_secret=app.secret, token=grant.access_token)
+    except TraktError as err:
+        logger.warning(
+            "Trakt did not revoke the token of a device link that was not kept: %s (HTTP %s)",
+            type(err).__name__,
+            getattr(err, "status_code", "-"),
+        )
+        return
+    logger.info("Revoked at Trakt the token of a device link that was not kept")

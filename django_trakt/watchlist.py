@@ -38,11 +38,11 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
-from django.core.cache import caches
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, gettext_lazy
 
 from django_trakt import images
+from django_trakt.cache import cache_call
 from django_trakt.client import PAGE_SIZE, TraktClient
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import (
@@ -311,19 +311,6 @@ def _parse_limit(limit: Any) -> int:
 # -- cache, never failing ----------------------------------------------------------------------
 
 
-def _cache() -> Any:
-    return caches[trakt_settings.CACHE]
-
-
-def _cache_call(method: str, *args: Any, **kwargs: Any) -> Any:
-    """A cache operation that logs instead of raising (a down Redis must not break a page)."""
-    try:
-        return getattr(_cache(), method)(*args, **kwargs)
-    except Exception:
-        logger.warning("The Trakt cache %r failed on %s", trakt_settings.CACHE, method, exc_info=True)
-        return None
-
-
 def cache_key(owner_key: str, list_type: str, sort_by: str, sort_how: str) -> str:
     return f"django_trakt:watchlist:v{CACHE_VERSION}:{owner_key}:{list_type}:{sort_by}:{sort_how}"
 
@@ -355,11 +342,11 @@ def _now() -> float:
 def _last_activities(owner: _Owner, client: TraktClient, now: float) -> Any:
     """``/sync/last_activities``, asked at most once per TTL per user (all lists share it)."""
     key = _activities_key(owner.key)
-    cached = _cache_call("get", key)
+    cached = cache_call("get", key)
     if isinstance(cached, dict) and now - cached.get("at", 0) < trakt_settings.WATCHLIST_TTL:
         return cached.get("document")
     document = client.get("sync/last_activities")
-    _cache_call("set", key, {"document": document, "at": now}, trakt_settings.WATCHLIST_TTL)
+    cache_call("set", key, {"document": document, "at": now}, trakt_settings.WATCHLIST_TTL)
     return document
 
 
@@ -404,7 +391,7 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
     sort_by, sort_how = parsed_sort
     limit = _parse_limit(limit)
     key = cache_key(owner.key, list_type, sort_by, sort_how)
-    entry = _cache_call("get", key)
+    entry = cache_call("get", key)
     if not (isinstance(entry, dict) and entry.get("v") == CACHE_VERSION):
         entry = None
     now = _now()
@@ -417,11 +404,11 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
             return WatchlistResult([], list_type, error=WatchlistError(error))
         return _result(entry, list_type, limit, stale=True, error=error)
 
-    backoff = _cache_call("get", key + ":backoff")
+    backoff = cache_call("get", key + ":backoff")
     if isinstance(backoff, dict) and now < backoff.get("until", 0):
         return fallback(backoff.get("error", WatchlistError.UNAVAILABLE))
     lock_key = key + ":lock"
-    locked = bool(_cache_call("add", lock_key, True, max(1, round(trakt_settings.PAGE_TIMEOUT * 4))))
+    locked = bool(cache_call("add", lock_key, True, max(1, round(trakt_settings.PAGE_TIMEOUT * 4))))
     if usable and not locked:
         return _result(entry, list_type, limit)  # another request is refreshing it right now
     try:
@@ -431,7 +418,7 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
             marker = _activity_marker(_last_activities(owner, client, now), list_type)
             if usable and marker is not None and entry.get("marker") == marker:
                 entry = {**entry, "at": now}
-                _cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
+                cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
                 return _result(entry, list_type, limit)
         items, complete = _fetch(client, owner.path(list_type, sort_by, sort_how), limit)
     except TraktNotLinked:
@@ -450,11 +437,11 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
             "Trakt watchlist %s/%s not fetched (%s): %s", owner.key, list_type, error, err.__class__.__name__
         )
         if seconds > 0:
-            _cache_call("set", key + ":backoff", {"error": str(error), "until": now + seconds}, seconds)
+            cache_call("set", key + ":backoff", {"error": str(error), "until": now + seconds}, seconds)
         return fallback(error)
     finally:
         if locked:
-            _cache_call("delete", lock_key)
+            cache_call("delete", lock_key)
     entry = {"v": CACHE_VERSION, "items": items, "complete": complete, "marker": marker, "at": now}
-    _cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
+    cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
     return _result(entry, list_type, limit)
