@@ -7,10 +7,12 @@ keeps it in Django's storage (any backend: the ``TRAKT_IMAGE_STORAGE`` alias of
 ``STORAGES``) and serves it from there.
 
 The fetch is careful because the URL comes from a third party: https only, only from
-``TRAKT_IMAGE_HOSTS``, never to a private, loopback or link-local address, every
-redirect checked again, one overall timeout, a size cap, and the bytes must be a PNG,
-JPEG, GIF or WebP (by their magic bytes, whatever the ``Content-Type`` says). Anything
-else is an :class:`ImageRefused`, and the caller shows the default image.
+``TRAKT_IMAGE_HOSTS``, only to public addresses (:func:`is_public_address`), and the
+connection goes to the very address that was checked (:class:`PinnedAdapter`), so a
+DNS answer that changes after the check (DNS rebinding) cannot move it. Every redirect
+is checked and pinned again; one overall timeout, a size cap, and the bytes must be a
+PNG, JPEG, GIF or WebP (by their magic bytes, whatever the ``Content-Type`` says).
+Anything else is an :class:`ImageRefused`, and the caller shows the default image.
 
 Storage names are content-addressed by the *source URL* (``<prefix>/<kind>/<sha256>``),
 so "fetch again when the avatar URL changes" is an existence check, with no model.
@@ -18,6 +20,7 @@ so "fetch again when the avatar URL changes" is an existence check, with no mode
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -26,22 +29,25 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from django.core import signing
-from django.core.cache import caches
 from django.core.files.base import ContentFile
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
+from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
+from urllib3 import PoolManager
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import LocationValueError
 
+from django_trakt.cache import cache_call
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.exceptions import TraktError
-from django_trakt.http import _session
 
 logger = logging.getLogger(__name__)
 
@@ -149,28 +155,276 @@ def resolve_host(host: str) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def _public_address(value: str) -> bool:
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(value.split("%", 1)[0])
-    except ValueError:
+# -- which addresses may be connected to -------------------------------------------------------
+#
+# Written out rather than taken from ``ipaddress``'s ``is_global``/``is_private``: their
+# answers changed between Python 3.11, 3.12.4 and 3.13 (3.11 calls the NAT64, 6to4,
+# IPv4-compatible and site-local forms of 127.0.0.1 global, and so does 3.13 for most of
+# them), and a security check must not depend on the interpreter. The lists follow
+# IANA's IPv4 and IPv6 Special-Purpose Address Registries. An entry is refused even
+# where IANA marks it "globally reachable" (anycast services, AS112): no image host
+# lives there, and "not special" is easier to get right than a list of exceptions.
+
+_IPV4_SPECIAL = tuple(
+    ipaddress.IPv4Network(network)
+    for network in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local (cloud metadata services)
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments (DS-Lite, NAT64 discovery, PCP, TURN)
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.31.196.0/24",  # AS112-v4
+        "192.52.193.0/24",  # AMT
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",  # private
+        "192.175.48.0/24",  # AS112 direct delegation
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved
+        "255.255.255.255/32",  # limited broadcast (inside 240/4; listed as the registry does)
+    )
+)
+
+#: IANA's global unicast space: no IPv6 address outside it is routable on the internet.
+_IPV6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+#: Forms that carry an IPv4 address the packet really goes to: accepted only when that
+#: IPv4 address is itself acceptable.
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: IPv4 in the last 32 bits
+
+_IPV6_SPECIAL = tuple(
+    ipaddress.IPv6Network(network)
+    for network in (
+        "::/8",  # reserved by the IETF: unspecified ::, loopback ::1, IPv4-compatible ::a.b.c.d, SIIT
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "::/96",  # IPv4-compatible (deprecated): refused whatever it embeds
+        "::ffff:0:0:0/96",  # SIIT IPv4-translated
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): where the IPv4 sits is the operator's choice
+        "100::/64",  # discard-only
+        "100:0:0:1::/64",  # dummy IPv6 prefix
+        "2001::/23",  # IETF protocol assignments, all of it:
+        "2001::/32",  # Teredo (refused whatever it embeds)
+        "2001:2::/48",  # benchmarking
+        "2001:10::/28",  # ORCHID (deprecated)
+        "2001:20::/28",  # ORCHIDv2
+        "2001:db8::/32",  # documentation
+        "2002::/16",  # 6to4 (refused whatever it embeds: the relay decides where it goes)
+        "2620:4f:8000::/48",  # AS112 direct delegation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # SRv6 SIDs
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local (deprecated)
+        "ff00::/8",  # multicast
+    )
+)
+
+
+def _parse_address(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        address = value
+    else:
+        try:
+            address = ipaddress.ip_address(str(value).strip())
+        except ValueError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        # A zone only means something for link-local and other non-global addresses.
+        return None
+    return address
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped or NAT64 (well-known prefix) address goes to."""
+    if address in _IPV4_MAPPED:
+        return address.ipv4_mapped
+    if address in _NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(value: Any) -> bool:
+    """True only for a globally routable unicast address outside every special-purpose range.
+
+    ``value`` is an address string (as DNS answers it) or an :mod:`ipaddress` address;
+    anything unparsable, and any IPv6 address with a zone (``%eth0``), is not public.
+    IPv4-mapped (``::ffff:a.b.c.d``) and NAT64 (``64:ff9b::a.b.c.d``) addresses are judged
+    by the IPv4 address they embed. The other forms that embed one (IPv4-compatible
+    ``::a.b.c.d``, 6to4 ``2002::/16``, Teredo ``2001::/32``, local-use NAT64
+    ``64:ff9b:1::/48``) are refused outright. The same answer on every Python.
+    """
+    address = _parse_address(value)
+    if address is None:
         return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return not any(address in network for network in _IPV4_SPECIAL)
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return is_public_address(embedded)
+    return address in _IPV6_GLOBAL_UNICAST and not any(address in network for network in _IPV6_SPECIAL)
+
+
+def _connect_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The form of a checked address to connect to: an IPv4-mapped one as its plain IPv4."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
-def check_addresses(host: str) -> None:
-    """Refuse a host that resolves to any private, loopback, link-local or reserved address."""
+def check_addresses(host: str) -> list[str]:
+    """The addresses to connect to for ``host``: asks the resolver once, refuses any non-public answer.
+
+    The connection then goes to one of these addresses (:class:`PinnedAdapter`), never to
+    a fresh lookup of the name, so what was checked is what is reached.
+    """
     resolver: Callable[[str], Iterable[str]] = trakt_settings.IMAGE_RESOLVER or resolve_host
     try:
-        addresses = list(resolver(host))
+        answers = list(resolver(host))
     except (OSError, UnicodeError) as err:
         raise ImageRefused(f"image host {host!r} does not resolve") from err
-    if not addresses:
+    if not answers:
         raise ImageRefused(f"image host {host!r} has no address")
-    for address in addresses:
-        if not _public_address(str(address)):
+    addresses: list[str] = []
+    for answer in answers:
+        parsed = _parse_address(answer)
+        if parsed is None or not is_public_address(parsed):
             raise ImageRefused(f"image host {host!r} resolves to a non-public address")
+        address = _connect_address(parsed)
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+# -- connecting to the checked address ------------------------------------------------------------
+
+
+class _PinnedPoolManager(PoolManager):
+    """A urllib3 pool manager whose pools all connect to one address.
+
+    The pool is opened for the pinned address, and the URL's host name goes to TLS as
+    ``server_hostname`` (SNI) and ``assert_hostname`` (the certificate must be valid for
+    the name, not the address). Both ``requests`` code paths (``connection_from_host``
+    since requests 2.32.2, ``connection_from_url`` before) come through here.
+    """
+
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.address = address
+
+    def connection_from_host(
+        self,
+        host: str | None,
+        port: int | None = None,
+        scheme: str | None = "http",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        name = (host or "").strip("[]").rstrip(".")
+        if not name:
+            raise LocationValueError("No host specified.")
+        pinned = {**(pool_kwargs or {}), "server_hostname": name, "assert_hostname": name}
+        # The pool key includes server_hostname, so two names on one address never share a connection.
+        return super().connection_from_host(self.address, port, scheme, pinned)
+
+
+def _host_header(url: str) -> str:
+    parts = urlsplit(url)
+    name = (parts.hostname or "").rstrip(".")
+    if ":" in name:
+        name = f"[{name}]"
+    default_port = 443 if parts.scheme == "https" else 80
+    return name if parts.port in (None, default_port) else f"{name}:{parts.port}"
+
+
+class PinnedAdapter(HTTPAdapter):
+    """A ``requests`` transport that connects to one checked address, whatever DNS says now.
+
+    Only the TCP connection is pinned: the request still names the URL's host in its
+    ``Host`` header, TLS SNI and certificate check. No proxy is ever used (a proxy would
+    resolve the name itself). :func:`fetch_image` makes one per hop and address.
+    """
+
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        self.address = address  # before HTTPAdapter.__init__, which builds the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK, **pool_kwargs: Any
+    ) -> None:
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        self.poolmanager = _PinnedPoolManager(
+            self.address, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        # urllib3 would name the pool's host, the pinned address, in the Host header.
+        request.headers["Host"] = _host_header(request.url or "")
+        # Through HTTPAdapter.send, which is also where ``responses`` intercepts in tests.
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
+
+
+def _pinned_session(address: str) -> requests.Session:
+    session = requests.Session()
+    # Environment proxies would resolve the name again, and .netrc credentials have no
+    # business going to an image host.
+    session.trust_env = False
+    adapter = PinnedAdapter(address)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+@contextlib.contextmanager
+def _pinned_get(url: str, host: str, addresses: list[str], deadline: float) -> Iterator[requests.Response]:
+    """The streamed response of ``url`` from the first checked address that answers."""
+    failure: requests.RequestException | None = None
+    for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ImageRefused("image download exceeded TRAKT_IMAGE_TIMEOUT")
+        session = _pinned_session(address)
+        try:
+            response = session.get(
+                url,
+                headers={
+                    "User-Agent": trakt_settings.USER_AGENT,
+                    "Accept": "image/webp,image/png,image/jpeg,image/gif",
+                },
+                timeout=remaining,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.ConnectionError as err:
+            # The next checked address may answer, as a plain connect tries each DNS answer.
+            session.close()
+            failure = err
+            continue
+        except requests.RequestException as err:
+            session.close()
+            raise ImageRefused(f"image host {host!r} could not be reached: {type(err).__name__}") from err
+        try:
+            with response:
+                yield response
+        finally:
+            session.close()
+        return
+    raise ImageRefused(f"image host {host!r} could not be reached: {type(failure).__name__}") from failure
 
 
 # -- the fetch ------------------------------------------------------------------------------
@@ -197,32 +451,17 @@ def fetch_image(url: str) -> tuple[bytes, str]:
     """Download an image from Trakt's image hosts: ``(bytes, content type)`` or :class:`ImageRefused`.
 
     Sent with the library's User-Agent and without any Trakt API key or token (image
-    hosts, Gravatar among them, need neither). Redirects are followed by hand, each
-    hop checked like the first; the timeout covers the whole download.
+    hosts, Gravatar among them, need neither). Each hop resolves its host once, checks
+    every address and connects to a checked one; redirects are followed by hand, each
+    hop checked and pinned like the first; the timeout covers the whole download.
     """
     deadline = time.monotonic() + trakt_settings.IMAGE_TIMEOUT
     max_bytes = trakt_settings.IMAGE_MAX_BYTES
     current = normalize_source(url) or ""
     for _hop in range(trakt_settings.IMAGE_MAX_REDIRECTS + 1):
         host = check_url(current)
-        check_addresses(host)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ImageRefused("image download exceeded TRAKT_IMAGE_TIMEOUT")
-        try:
-            response = _session().get(
-                current,
-                headers={
-                    "User-Agent": trakt_settings.USER_AGENT,
-                    "Accept": "image/webp,image/png,image/jpeg,image/gif",
-                },
-                timeout=remaining,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as err:
-            raise ImageRefused(f"image host {host!r} could not be reached: {type(err).__name__}") from err
-        with response:
+        addresses = check_addresses(host)
+        with _pinned_get(current, host, addresses, deadline) as response:
             if response.status_code in _REDIRECTS:
                 location = response.headers.get("Location")
                 if not location:
@@ -256,10 +495,6 @@ def source_digest(source_url: str) -> str:
 def storage_name(source_url: str, kind: str) -> str:
     """Where the image of ``source_url`` is kept: content-addressed by the source URL."""
     return f"{trakt_settings.IMAGE_PREFIX}/{kind}s/{source_digest(source_url)}"
-
-
-def _cache() -> Any:
-    return caches[trakt_settings.CACHE]
 
 
 def _failure_key(digest: str) -> str:
@@ -298,19 +533,13 @@ def get_image(source_url: str, kind: str) -> StoredImage | None:
     except Exception:
         logger.exception("Reading the stored Trakt image %s failed", name)
         return None
-    try:
-        if _cache().get(_failure_key(digest)):
-            return None
-    except Exception:
-        logger.warning("The Trakt cache %r is not answering", trakt_settings.CACHE, exc_info=True)
+    if cache_call("get", _failure_key(digest)):
+        return None
     try:
         content, content_type = fetch_image(source)
     except ImageRefused as err:
         logger.info("Trakt %s image not fetched from %s: %s", kind, urlsplit(source).hostname, err)
-        try:
-            _cache().set(_failure_key(digest), True, trakt_settings.IMAGE_RETRY_AFTER)
-        except Exception:
-            logger.warning("The Trakt cache %r is not answering", trakt_settings.CACHE, exc_info=True)
+        cache_call("set", _failure_key(digest), True, trakt_settings.IMAGE_RETRY_AFTER)
         return None
     try:
         if not storage.exists(name):  # another request may have stored it meanwhile
