@@ -184,7 +184,12 @@ def refresh_due_tokens(
         for candidate in _stream(links, limit):
             record(candidate, refresh_one(candidate))
         return report
-    _run_threaded(_stream(links, limit), refresh_one, record, concurrency)
+    candidates = _stream(links, limit)
+    # The first link alone: a fault of the site's configuration then stops the batch after
+    # one request to Trakt, not one per worker.
+    if (first := next(candidates, None)) is not None:
+        record(first, refresh_one(first))
+    _run_threaded(candidates, refresh_one, record, concurrency)
     return report
 
 

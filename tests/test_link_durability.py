@@ -406,3 +406,15 @@ def test_disconnect_racing_a_refresh_leaves_no_live_pair_at_trakt():
         assert outcome == [Outcome.REFRESHED]
         assert trakt.active_tokens(user.username) == []
         assert not TraktToken.objects.filter(pk=token.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threaded_command_stops_at_the_first_site_fault_after_one_request(trakt, settings):
+    links = [link_user(trakt, expires_in=EXPIRED) for _ in range(6)]
+    _wrong_secret(trakt, settings)
+    with pytest.raises(CommandError) as stopped:
+        call_command("refresh_trakt_tokens", "--concurrency", "4", stdout=StringIO(), stderr=StringIO())
+    assert stopped.value.returncode == 3
+    assert len(trakt.requests_to("/oauth/token")) == 1
+    assert all(token.status == TraktToken.Status.ACTIVE for token in TraktToken.objects.all())
+    assert len(links) == TraktToken.objects.count()
