@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.db import connections
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.exceptions import (
@@ -149,6 +150,7 @@ class TraktClient:
         result: RefreshResult = outcome["result"]
         return result
 
+    @sensitive_variables()
     def _access_token(self) -> str | None:
         if self.token is None:
             return None
@@ -169,6 +171,7 @@ class TraktClient:
 
     # -- requests -------------------------------------------------------------------
 
+    @sensitive_variables()
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
         """Send a request to ``{API_URL}{path}``; the response object on success."""
         url = f"{trakt_settings.API_URL}/{path.lstrip('/')}"
@@ -185,9 +188,11 @@ class TraktClient:
                 raise TraktRefreshFailed(f"Refreshing the rejected Trakt token failed: {result.detail}") from None
             return self._send_once_more_if_short_wait(method, url, self.token.access_token, params, json)
 
+    @sensitive_variables()
     def _send_once_more_if_short_wait(
         self, method: str, url: str, access_token: str | None, params: Any, json: Any
     ) -> Any:
+        @sensitive_variables()
         def attempt() -> Any:
             return send(
                 method,

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError
@@ -102,10 +103,12 @@ def get_fernet() -> MultiFernet:
     return _fernet_for(configured_keys())
 
 
+@sensitive_variables()
 def encrypt(plaintext: str) -> str:
     return get_fernet().encrypt(plaintext.encode()).decode("ascii")
 
 
+@sensitive_variables()
 def decrypt(ciphertext: str) -> str:
     """Decrypt with any configured key; :class:`TokenDecryptionError` (with its ``reason``) if none fits."""
     try:
@@ -114,6 +117,7 @@ def decrypt(ciphertext: str) -> str:
         raise decryption_error(failure_reason(ciphertext)) from err
 
 
+@sensitive_variables()
 def reencrypt(ciphertext: str) -> str:
     """The same plaintext, encrypted with the current first key (for key rotation)."""
     try:
@@ -171,3 +175,22 @@ def failure_reason(ciphertext: str) -> str:
             continue
         return TokenDecryptionError.CORRUPTED
     return TokenDecryptionError.WRONG_KEY
+
+
+#: Marks a token sealed for a place outside the token table: allauth's ``SocialToken`` of a
+#: login in progress, which allauth serializes into the session for a pending signup.
+SEALED_PREFIX = "django-trakt:sealed:"
+
+
+@sensitive_variables()
+def seal(value: str) -> str:
+    """``value`` encrypted with the token keys, marked as such ("" stays "")."""
+    return f"{SEALED_PREFIX}{encrypt(value)}" if value else ""
+
+
+@sensitive_variables()
+def unseal(value: str) -> str:
+    """The plain value of :func:`seal`'s output; any other value is returned as it is."""
+    if value.startswith(SEALED_PREFIX):
+        return decrypt(value[len(SEALED_PREFIX) :])
+    return value

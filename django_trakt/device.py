@@ -19,6 +19,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktMalformedResponse, TraktRateLimited
 from django_trakt.http import decode_json, error_for_response, send
@@ -90,6 +92,7 @@ def _positive_number(value: Any, default: float) -> float:
     return number if number is not None and number >= 0 else default
 
 
+@sensitive_variables()
 def _device_authorization(document: Any) -> DeviceAuthorization:
     if not isinstance(document, dict):
         raise TraktMalformedResponse("Trakt's device code answer is not a JSON object")
@@ -110,6 +113,7 @@ def _device_authorization(document: Any) -> DeviceAuthorization:
     )
 
 
+@sensitive_variables()
 def request_device_code(*, client_id: str) -> DeviceAuthorization:
     """``POST {AUTH_URL}/oauth/device/code``: start linking by code."""
     response = send(
@@ -118,6 +122,7 @@ def request_device_code(*, client_id: str) -> DeviceAuthorization:
     return _device_authorization(decode_json(response))
 
 
+@sensitive_variables()
 def poll_device_token(*, client_id: str, client_secret: str, device_code: str) -> DevicePoll:
     """``POST {AUTH_URL}/oauth/device/token``: has the person approved yet?
 

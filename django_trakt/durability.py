@@ -33,6 +33,7 @@ from typing import Any
 from django.db import DatabaseError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.locks import database_alias
 from django_trakt.models import TraktToken
@@ -64,6 +65,7 @@ def in_callers_transaction(alias: str | None = None) -> bool:
     return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
+@sensitive_variables()
 def pair_columns(grant: TokenGrant, previous_refresh_ciphertext: str) -> dict[str, Any]:
     """The column values that store ``grant`` (encrypted) as an active link."""
     holder = TraktToken(refresh_token_encrypted=previous_refresh_ciphertext)

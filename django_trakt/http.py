@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import (
@@ -58,6 +59,7 @@ def _session() -> requests.Session:
     return session
 
 
+@sensitive_variables()
 def trakt_headers(client_id: str, access_token: str | None = None) -> dict[str, str]:
     headers = {
         "Content-Type": "application/json",
@@ -91,6 +93,7 @@ def error_for_response(response: requests.Response) -> TraktAPIError:
     return _STATUS_ERRORS.get(status, TraktAPIError)(status, excerpt)
 
 
+@sensitive_variables()
 def send(
     method: str,
     url: str,
@@ -149,6 +152,7 @@ def decode_json(response: requests.Response) -> Any:
         raise TraktMalformedResponse("Trakt answered with a body that is not valid JSON") from err
 
 
+@sensitive_variables()
 def get_user_settings(client_id: str, access_token: str) -> dict[str, Any]:
     """``GET {API_URL}/users/settings``: the signed-in user's profile and account."""
     response = send("GET", f"{trakt_settings.API_URL}/users/settings", client_id=client_id, access_token=access_token)

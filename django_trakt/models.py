@@ -9,6 +9,7 @@ from allauth.socialaccount.models import SocialAccount
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import crypto
 from django_trakt.exceptions import TokenDecryptionError
@@ -21,6 +22,7 @@ _COLUMNS = ("access_token_encrypted", "refresh_token_encrypted")
 
 
 class TraktTokenQuerySet(models.QuerySet["TraktToken"]):
+    @sensitive_variables()
     def store_grant(self, account: SocialAccount, grant: TokenGrant) -> TraktToken:
         """Write a fresh grant for ``account``: the link becomes active again.
 
@@ -95,6 +97,7 @@ class TraktToken(models.Model):
 
     # -- plain values, encrypted at rest -------------------------------------------------
 
+    @sensitive_variables()
     def _decrypt(self, column: str) -> str:
         ciphertext: str = getattr(self, column)
         if not ciphertext:
@@ -114,18 +117,22 @@ class TraktToken(models.Model):
         return plaintext
 
     @property
+    @sensitive_variables()
     def access_token(self) -> str:
         return self._decrypt("access_token_encrypted")
 
     @access_token.setter
+    @sensitive_variables()
     def access_token(self, value: str) -> None:
         self.access_token_encrypted = crypto.encrypt(value) if value else ""
 
     @property
+    @sensitive_variables()
     def refresh_token(self) -> str:
         return self._decrypt("refresh_token_encrypted")
 
     @refresh_token.setter
+    @sensitive_variables()
     def refresh_token(self, value: str) -> None:
         self.refresh_token_encrypted = crypto.encrypt(value) if value else ""
 
@@ -220,6 +227,7 @@ class TraktToken(models.Model):
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    @sensitive_variables()
     def apply_grant(self, grant: TokenGrant) -> None:
         """Take the values of a new grant (not saved).
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktAPIError, TraktError, TraktInvalidGrant, TraktSiteMisconfigured
 from django_trakt.http import decode_json, error_for_response, send
@@ -74,6 +76,7 @@ def app_refused(status: int) -> TraktSiteMisconfigured:
 _PROBE_TOKEN = "django-trakt-credentials-check"  # noqa: S105 - a marker, not a secret
 
 
+@sensitive_variables()
 def credentials_accepted(*, client_id: str, client_secret: str) -> bool | None:
     """Ask Trakt whether it accepts the site's app, with no user's token involved.
 
@@ -99,6 +102,7 @@ def credentials_accepted(*, client_id: str, client_secret: str) -> bool | None:
     return None
 
 
+@sensitive_variables()
 def _post_token(client_id: str, payload: dict[str, Any]) -> TokenGrant:
     response = send(
         "POST",
@@ -116,6 +120,7 @@ def _post_token(client_id: str, payload: dict[str, Any]) -> TokenGrant:
     return grant_from_response(decode_json(response))
 
 
+@sensitive_variables()
 def exchange_code(
     *, client_id: str, client_secret: str, code: str, redirect_uri: str, code_verifier: str | None = None
 ) -> TokenGrant:
@@ -132,6 +137,7 @@ def exchange_code(
     return _post_token(client_id, payload)
 
 
+@sensitive_variables()
 def refresh_grant(*, client_id: str, client_secret: str, refresh_token: str, redirect_uri: str) -> TokenGrant:
     """Trade a (single-use) refresh token for a new pair; the old one dies.
 
@@ -148,6 +154,7 @@ def refresh_grant(*, client_id: str, client_secret: str, refresh_token: str, red
     return _post_token(client_id, payload)
 
 
+@sensitive_variables()
 def revoke_token(*, client_id: str, client_secret: str, token: str) -> None:
     """Revoke an access token at Trakt (``200 {}``)."""
     response = send(

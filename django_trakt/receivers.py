@@ -18,7 +18,9 @@ from allauth.account.signals import user_signed_up
 from allauth.socialaccount.models import SocialLogin
 from allauth.socialaccount.signals import social_account_added, social_account_updated
 from django.dispatch import receiver
+from django.views.decorators.debug import sensitive_variables
 
+from django_trakt import crypto
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.models import TraktToken
 from django_trakt.tokens import TokenGrant
@@ -26,13 +28,15 @@ from django_trakt.tokens import TokenGrant
 logger = logging.getLogger(__name__)
 
 
+@sensitive_variables()
 def _grant_from_sociallogin(sociallogin: SocialLogin) -> TokenGrant | None:
     token = sociallogin.token
     if token is None or not token.token:
         return None
     return TokenGrant(
-        access_token=token.token,
-        refresh_token=token.token_secret or "",
+        # Sealed by the adapter (views.TraktOAuth2Adapter.parse_token).
+        access_token=crypto.unseal(token.token),
+        refresh_token=crypto.unseal(token.token_secret or ""),
         # The extra attributes do not survive allauth's pending-signup session
         # (only model fields are serialized); Trakt's values are these defaults.
         token_type=getattr(token, "trakt_token_type", "bearer"),

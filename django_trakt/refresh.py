@@ -30,6 +30,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import durability, oauth, signals
 from django_trakt.conf import get_trakt_app, trakt_settings
@@ -167,6 +168,7 @@ def _on_own_connection(pk: int, attempt: Callable[..., RefreshResult]) -> Refres
     return result
 
 
+@sensitive_variables()
 def _refresh(
     pk: int,
     *,
@@ -234,6 +236,7 @@ def _refresh(
     return RefreshResult(Outcome.REFRESHED, locked, "refreshed")
 
 
+@sensitive_variables()
 def _spend(app: Any, refresh_value: str, redirect_uri: str) -> TokenGrant:
     """Trade the single-use refresh token at Trakt for a new pair.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.exceptions import TraktMalformedResponse
 from django_trakt.numbers import finite_number
@@ -54,6 +55,7 @@ def _expiry(data: Mapping[str, Any]) -> dt.datetime | None:
         return None
 
 
+@sensitive_variables()
 def grant_from_response(data: Any) -> TokenGrant:
     """Validate a token endpoint answer; :class:`TraktMalformedResponse` if unusable."""
     if not isinstance(data, Mapping):

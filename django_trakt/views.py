@@ -8,10 +8,11 @@ from allauth.socialaccount.models import SocialApp, SocialLogin, SocialToken
 from allauth.socialaccount.providers.oauth2.client import OAuth2Client, OAuth2Error
 from allauth.socialaccount.providers.oauth2.views import OAuth2Adapter, OAuth2CallbackView, OAuth2LoginView
 from django.http import HttpRequest
+from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import http, oauth
+from django_trakt import crypto, http, oauth
 from django_trakt.conf import PROVIDER_ID, trakt_settings
-from django_trakt.exceptions import TraktError
+from django_trakt.exceptions import TraktConfigurationError, TraktError
 from django_trakt.tokens import TokenGrant
 
 
@@ -23,7 +24,14 @@ class TraktOAuth2Client(OAuth2Client):
         # Trakt has no scopes to ask for; an empty "scope=" only adds noise.
         return url.replace("&scope=&", "&").replace("?scope=&", "?")
 
+    @sensitive_variables()
     def get_access_token(self, code: str, pkce_code_verifier: str | None = None, extra_data: Any = None) -> TokenGrant:
+        try:
+            # Keys that cannot encrypt would only fail once Trakt has issued a token, deep in
+            # allauth's flow (a 500 with the token in its frames): refuse before the exchange.
+            crypto.configured_keys()
+        except TraktConfigurationError as err:
+            raise OAuth2Error(f"Trakt sign-in is not configured on this site: {err}") from err
         try:
             return oauth.exchange_code(
                 client_id=self.consumer_key,
@@ -52,17 +60,25 @@ class TraktOAuth2Adapter(OAuth2Adapter):
     def authorize_url(self) -> str:
         return f"{trakt_settings.AUTH_URL}/oauth/authorize"
 
+    @sensitive_variables()
     def parse_token(self, data: TokenGrant) -> SocialToken:
-        token = SocialToken(token=data.access_token, token_secret=data.refresh_token, expires_at=data.expires_at)
+        # Sealed: allauth keeps this object in the session while a new user fills in the
+        # signup form (and in its SocialToken table with SOCIALACCOUNT_STORE_TOKENS).
+        token = SocialToken(
+            token=crypto.seal(data.access_token),
+            token_secret=crypto.seal(data.refresh_token),
+            expires_at=data.expires_at,
+        )
         # Not model fields of allauth's SocialToken; kept on the instance for the
         # receivers that store our TraktToken (see django_trakt.receivers).
         token.trakt_token_type = data.token_type
         token.trakt_scope = data.scope
         return token
 
+    @sensitive_variables()
     def complete_login(self, request: HttpRequest, app: SocialApp, token: SocialToken, **kwargs: Any) -> SocialLogin:
         try:
-            profile = http.get_user_settings(app.client_id, token.token)
+            profile = http.get_user_settings(app.client_id, crypto.unseal(token.token))
         except TraktError as err:
             raise OAuth2Error(f"Trakt profile request failed: {err}") from err
         return self.get_provider().sociallogin_from_response(request, profile)
