@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from allauth.socialaccount.models import SocialApp, SocialLogin, SocialToken
@@ -14,6 +15,8 @@ from django_trakt import crypto, http, oauth
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.exceptions import TraktConfigurationError, TraktError
 from django_trakt.tokens import TokenGrant
+
+logger = logging.getLogger(__name__)
 
 
 class TraktOAuth2Client(OAuth2Client):
@@ -31,6 +34,7 @@ class TraktOAuth2Client(OAuth2Client):
             # allauth's flow (a 500 with the token in its frames): refuse before the exchange.
             crypto.configured_keys()
         except TraktConfigurationError as err:
+            logger.error("Trakt sign-in refused before the token exchange: %s", err)
             raise OAuth2Error(f"Trakt sign-in is not configured on this site: {err}") from err
         try:
             return oauth.exchange_code(
