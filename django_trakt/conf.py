@@ -200,6 +200,33 @@ class TraktSettings:
         """``TRAKT_DEVICE_START_PERIOD``: seconds over which ``TRAKT_DEVICE_START_LIMIT`` is counted."""
         return self._number("TRAKT_DEVICE_START_PERIOD", 600.0, minimum=1)
 
+    # -- what pages may spend at Trakt (docs/templates.md "Public watchlists safely") -----------
+
+    @property
+    def PAGE_CALL_BUDGET(self) -> int:
+        """``TRAKT_PAGE_CALL_BUDGET``: Trakt calls all renders of public lists may send per period, site-wide."""
+        return int(self._number("TRAKT_PAGE_CALL_BUDGET", 100))
+
+    @property
+    def PAGE_USER_CALL_BUDGET(self) -> int:
+        """``TRAKT_PAGE_USER_CALL_BUDGET``: Trakt calls renders of one user's own lists may send per period."""
+        return int(self._number("TRAKT_PAGE_USER_CALL_BUDGET", 100))
+
+    @property
+    def PAGE_CALL_PERIOD(self) -> float:
+        """``TRAKT_PAGE_CALL_PERIOD``: seconds of the window both page budgets are counted over."""
+        return self._number("TRAKT_PAGE_CALL_PERIOD", 300.0, minimum=1)
+
+    @property
+    def WATCHLIST_NOT_FOUND_TTL(self) -> float:
+        """``TRAKT_WATCHLIST_NOT_FOUND_TTL``: seconds an unknown or private Trakt username is not asked again."""
+        return self._number("TRAKT_WATCHLIST_NOT_FOUND_TTL", 3600.0)
+
+    @property
+    def PENDING_SIGNUP_MAX_AGE(self) -> float:
+        """``TRAKT_PENDING_SIGNUP_MAX_AGE``: seconds a sign-in's unstored grant waits before it is revoked."""
+        return self._number("TRAKT_PENDING_SIGNUP_MAX_AGE", 3600.0, minimum=60)
+
 
 trakt_settings = TraktSettings()
 

@@ -19,6 +19,16 @@ Caching (Django's cache framework, alias ``TRAKT_CACHE``):
   seconds (a 429's ``Retry-After``, if longer), so a page never waits on a Trakt that
   is down, and a rate limit is not hammered.
 * When an entry is being refreshed by another request, it is served as it is.
+* An unknown or private Trakt username is not asked about again, whatever the type or
+  sort, for ``TRAKT_WATCHLIST_NOT_FOUND_TTL`` seconds.
+
+Budgets (the site must never become an amplifier that gets its Trakt app banned): every
+request sent to Trakt from here is first counted, in the cache, against a budget per
+window of ``TRAKT_PAGE_CALL_PERIOD`` seconds. Public lists share one site-wide budget
+(``TRAKT_PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's
+own lists have a budget per user (``TRAKT_PAGE_USER_CALL_BUDGET``: Trakt counts those
+against the user's token). A spent budget, or a cache that cannot count, means no call:
+the stale copy or the empty state, with ``error == "busy"`` (or ``"unavailable"``).
 
 Calls made here use ``TRAKT_PAGE_TIMEOUT`` and wait out a 429 only if its
 ``Retry-After`` is at most ``TRAKT_PAGE_RETRY_WAIT`` (default 0: never sleep in a
@@ -32,6 +42,7 @@ import datetime as dt
 import enum
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -40,6 +51,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, gettext_lazy
+from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import images
 from django_trakt.cache import cache_call
@@ -94,6 +106,7 @@ class WatchlistError(enum.StrEnum):
     PRIVATE = "private"  # the Trakt user's lists are private
     RATE_LIMITED = "rate_limited"  # Trakt answered 429
     UNAVAILABLE = "unavailable"  # Trakt is down, slow, or answered something unusable
+    BUSY = "busy"  # this site's budget of Trakt calls for pages is spent for now: try later
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,15 +277,22 @@ class _Owner:
     user: Any = None
     slug: str = ""
 
+    @property
+    def budget_scope(self) -> str:
+        # Trakt counts a user-token call against that user and an app-key call against the
+        # app: own lists get a budget per user, public lists share the site's.
+        return self.key if self.user is not None else PUBLIC_SCOPE
+
     def client(self) -> TraktClient:
         options: dict[str, Any] = {
+            "scope": self.budget_scope,
             "timeout": trakt_settings.PAGE_TIMEOUT,
             "max_retry_wait": trakt_settings.PAGE_RETRY_WAIT,
             "refresh_wait": trakt_settings.PAGE_TIMEOUT,
         }
         if self.user is not None:
-            return TraktClient.for_user(self.user, **options)
-        return TraktClient(**options)
+            return _PageClient.for_user(self.user, **options)
+        return _PageClient(**options)
 
     def path(self, list_type: str, sort_by: str, sort_how: str) -> str:
         base = "sync/watchlist" if self.user is not None else f"users/{self.slug}/watchlist"
@@ -337,6 +357,108 @@ def _activity_marker(document: Any, list_type: str) -> str | None:
 def _now() -> float:
     """The clock of freshness and backoff decisions (tests replace it)."""
     return time.time()
+
+
+def _missing_key(owner_key: str) -> str:
+    """An unknown or private public user: one entry for all its types and sorts."""
+    return f"django_trakt:watchlist:v{CACHE_VERSION}:{owner_key}:missing"
+
+
+# -- the page budget: what renders may send to Trakt per window ---------------------------------
+
+#: The budget scope of public lists: one for the whole site, as Trakt counts them per app.
+PUBLIC_SCOPE = "public"
+
+
+def _budget_key(scope: str, window: int) -> str:
+    return f"django_trakt:page_calls:v{CACHE_VERSION}:{scope}:{window}"
+
+
+def spend_page_call(scope: str) -> WatchlistError:
+    """Count one Trakt call against the budget of ``scope``: ``NONE`` if it may be sent, else why not.
+
+    A fixed window per ``TRAKT_PAGE_CALL_PERIOD``, numbered from :func:`_now`: the key
+    names the window, so the count restarts when the clock (real or a test's) enters
+    the next one, whatever the cache's own expiry does. Counted with ``add`` then
+    ``incr``, both atomic in Django's cache backends (not the database cache, whose
+    ``incr`` is a read then a write): concurrent renders in every process share it. At
+    a window's edge up to twice the budget can be sent in one period, still well under
+    Trakt's limit with the defaults. A call refused is counted too; it never reaches Trakt.
+    """
+    budget = trakt_settings.PAGE_CALL_BUDGET if scope == PUBLIC_SCOPE else trakt_settings.PAGE_USER_CALL_BUDGET
+    if budget <= 0:
+        return WatchlistError.BUSY  # the site chose: pages only ever show what is cached
+    period = trakt_settings.PAGE_CALL_PERIOD
+    key = _budget_key(scope, int(_now() // period))
+    # Outlives its window in real time, so a count is never dropped while its window lasts.
+    seconds = math.ceil(period) + 60
+    if cache_call("add", key, 0, seconds) is None:
+        return WatchlistError.UNAVAILABLE  # the cache is down (logged): nothing can be counted, so no call
+    count = cache_call("incr", key)
+    if count is None:
+        # ``incr`` raises ValueError for a key that is gone (evicted since the ``add``), and
+        # cache_call answers None for that as for an outage: start the count again, once.
+        added = cache_call("add", key, 1, seconds)
+        if added is None:
+            return WatchlistError.UNAVAILABLE
+        count = 1 if added else cache_call("incr", key)  # not added: another render started it meanwhile
+    if not isinstance(count, int):
+        return WatchlistError.UNAVAILABLE
+    if count > budget:
+        if count == budget + 1:  # once per window and scope: a flood of refusals must not flood the log
+            logger.warning(
+                "The page budget of Trakt calls (%s per %ss, %s) is spent; pages show cached lists until it refills",
+                budget,
+                period,
+                "site-wide, public lists" if scope == PUBLIC_SCOPE else scope,
+            )
+        return WatchlistError.BUSY
+    return WatchlistError.NONE
+
+
+class _BudgetSpent(Exception):
+    """A render may not send this call to Trakt; ``error`` is what the page shows."""
+
+    def __init__(self, error: WatchlistError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _PageClient(TraktClient):
+    """The client of renders: every request it sends to Trakt is counted against a budget first.
+
+    Counted where a request is sent, not once per list: a list of several pages costs a
+    call per page, and so do the retry of a short 429 and the retry after a rejected
+    token. Token refreshes go to Trakt's OAuth endpoint, not the API, and are not counted:
+    at most one per user per token lifetime, guarded by the refresh's own locks.
+    """
+
+    def __init__(self, *, scope: str, max_retry_wait: float = 0.0, **options: Any) -> None:
+        # The parent's own short-429 retry would send a request nobody counted: it is told
+        # never to retry (any Retry-After is above -inf), and the retry happens, counted, here.
+        super().__init__(max_retry_wait=-math.inf, **options)
+        self.scope = scope
+        self.page_retry_wait = max_retry_wait
+
+    def _spend(self) -> None:
+        error = spend_page_call(self.scope)
+        if error:
+            raise _BudgetSpent(error)
+
+    # Like the parent's: the token is a local here too, and must not show in an error report.
+    @sensitive_variables()
+    def _send_once_more_if_short_wait(
+        self, method: str, url: str, access_token: str | None, params: Any, json: Any
+    ) -> Any:
+        self._spend()
+        try:
+            return super()._send_once_more_if_short_wait(method, url, access_token, params, json)
+        except TraktRateLimited as err:
+            if err.retry_after is None or err.retry_after > self.page_retry_wait:
+                raise
+            time.sleep(err.retry_after)
+            self._spend()
+            return super()._send_once_more_if_short_wait(method, url, access_token, params, json)
 
 
 def _last_activities(owner: _Owner, client: TraktClient, now: float) -> Any:
@@ -404,9 +526,11 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
             return WatchlistResult([], list_type, error=WatchlistError(error))
         return _result(entry, list_type, limit, stale=True, error=error)
 
-    backoff = cache_call("get", key + ":backoff")
-    if isinstance(backoff, dict) and now < backoff.get("until", 0):
-        return fallback(backoff.get("error", WatchlistError.UNAVAILABLE))
+    # A public name found unknown or private is not asked about again for any type or sort.
+    backoff_keys = [key + ":backoff"] if owner.user is not None else [_missing_key(owner.key), key + ":backoff"]
+    for backoff in (cache_call("get_many", backoff_keys) or {}).values():
+        if isinstance(backoff, dict) and now < backoff.get("until", 0):
+            return fallback(backoff.get("error", WatchlistError.UNAVAILABLE))
     lock_key = key + ":lock"
     locked = bool(cache_call("add", lock_key, True, max(1, round(trakt_settings.PAGE_TIMEOUT * 4))))
     if usable and not locked:
@@ -421,6 +545,9 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
                 cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
                 return _result(entry, list_type, limit)
         items, complete = _fetch(client, owner.path(list_type, sort_by, sort_how), limit)
+    except _BudgetSpent as spent:
+        # No backoff is stored: the budget itself says when pages may ask again.
+        return fallback(spent.error)
     except TraktNotLinked:
         return WatchlistResult([], list_type, error=WatchlistError.NOT_LINKED)
     except TraktReauthorizationRequired:
@@ -430,14 +557,18 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
             # The visitor sees "unavailable"; the operator gets what to fix (no token in it).
             logger.error("Trakt watchlist not fetched: %s %s", err, err.NO_LINK_FLAGGED)
         error = _error_for(err, owner)
-        seconds = trakt_settings.FAILURE_BACKOFF
+        backoff_key, seconds = key + ":backoff", trakt_settings.FAILURE_BACKOFF
         if isinstance(err, TraktRateLimited) and err.retry_after:
             seconds = max(seconds, min(err.retry_after, MAX_BACKOFF))
+        if error in (WatchlistError.NOT_FOUND, WatchlistError.PRIVATE):
+            # Trakt's answer about a name does not change soon: a visitor cycling through
+            # names or sorts costs one call per name per TTL, not one per render.
+            backoff_key, seconds = _missing_key(owner.key), trakt_settings.WATCHLIST_NOT_FOUND_TTL
         logger.warning(
             "Trakt watchlist %s/%s not fetched (%s): %s", owner.key, list_type, error, err.__class__.__name__
         )
         if seconds > 0:
-            cache_call("set", key + ":backoff", {"error": str(error), "until": now + seconds}, seconds)
+            cache_call("set", backoff_key, {"error": str(error), "until": now + seconds}, math.ceil(seconds))
         return fallback(error)
     finally:
         if locked:
