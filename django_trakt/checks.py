@@ -78,6 +78,26 @@ def check_email_on_signup(app_configs: Any = None, **kwargs: Any) -> list[checks
     return []
 
 
+@checks.register(checks.Tags.security, deploy=True)
+def check_email_verification(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W008: in production, the address typed at a Trakt signup is trusted without proof."""
+    from allauth.account import app_settings as account_settings
+    from django.conf import settings
+
+    if settings.DEBUG or account_settings.EMAIL_VERIFICATION == account_settings.EmailVerificationMethod.MANDATORY:
+        return []
+    return [
+        checks.Warning(
+            "ACCOUNT_EMAIL_VERIFICATION is not \"mandatory\": Trakt gives no email address, so the one typed at "
+            "a Trakt signup is unproven, and someone could pre-register another person's address with their own "
+            "Trakt account (account pre-hijacking).",
+            hint='Set ACCOUNT_EMAIL_VERIFICATION = "mandatory" (and an EMAIL_BACKEND that delivers); see '
+            "docs/security.md.",
+            id="django_trakt.W008",
+        )
+    ]
+
+
 # -- production setup: the callback's scheme, the Trakt app's credentials, the secret ------
 # Deployment checks (``manage.py check --deploy``), quiet while DEBUG is on; the two
 # that read the database do so only when given it (``--database default``), so they

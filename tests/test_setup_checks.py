@@ -270,3 +270,19 @@ def test_site_domain_check_runs_with_deploy_checks_only():
     Site.objects.filter(pk=settings.SITE_ID).update(domain="example.com")
     assert "django_trakt.W007" not in ids(run_checks(databases=DB))
     assert "django_trakt.W007" in ids(run_checks(databases=DB, include_deployment_checks=True))
+
+
+# -- W008: unproven addresses at Trakt signups -------------------------------------------------------
+
+
+def test_email_verification_check_warns_in_production_unless_mandatory(settings):
+    settings.ACCOUNT_EMAIL_VERIFICATION = "optional"
+    (warning,) = checks.check_email_verification()
+    assert warning.id == "django_trakt.W008" and "pre-hijack" in warning.msg
+    assert "django_trakt.W008" in trakt_ids(run_checks(include_deployment_checks=True))
+    assert "django_trakt.W008" not in trakt_ids(run_checks())
+    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+    assert checks.check_email_verification() == []
+    settings.ACCOUNT_EMAIL_VERIFICATION = "optional"
+    settings.DEBUG = True
+    assert checks.check_email_verification() == []
