@@ -2,7 +2,9 @@
 
 ``avatar`` and ``poster`` fetch the image on their first request (never during a page
 render), keep it in Django's storage and serve it with ``Cache-Control``, ``ETag`` and
-``Last-Modified``. When there is nothing to serve (no avatar, a refused or failed
+``Last-Modified``: avatars ``private`` (a person's picture, which a shared cache or CDN
+must neither hand to others nor keep after the link is removed), posters ``public``
+(catalogue art). When there is nothing to serve (no avatar, a refused or failed
 fetch, a forged URL) they answer with the default image of the app's static files,
 cached briefly, so a later successful fetch shows up. Included with
 ``django_trakt.site_urls``.
@@ -26,11 +28,18 @@ logger = logging.getLogger(__name__)
 
 
 def _respond(
-    request: HttpRequest, content: bytes, content_type: str, etag: str, max_age: int, last_modified: int | None
+    request: HttpRequest,
+    content: bytes,
+    content_type: str,
+    etag: str,
+    max_age: int,
+    last_modified: int | None,
+    *,
+    private: bool = False,
 ) -> HttpResponse:
     response = HttpResponse(content, content_type=content_type)
     response["ETag"] = etag
-    response["Cache-Control"] = f"public, max-age={max_age}"
+    response["Cache-Control"] = f"{'private' if private else 'public'}, max-age={max_age}"
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'"
     if last_modified is not None:
@@ -42,7 +51,11 @@ def _respond(
 
 
 def default_image_response(request: HttpRequest, kind: str) -> HttpResponse:
-    """The default avatar or poster (PNG), cached for ``TRAKT_IMAGE_RETRY_AFTER`` seconds."""
+    """The default avatar or poster (PNG), cached for ``TRAKT_IMAGE_RETRY_AFTER`` seconds.
+
+    ``public`` even for an avatar URL: the shipped default is the same for everyone and
+    shows nothing of the person.
+    """
     content = images.default_image(kind)
     etag = f'"default-{hashlib.sha256(content).hexdigest()[:16]}"'
     return _respond(request, content, "image/png", etag, int(trakt_settings.IMAGE_RETRY_AFTER), None)
@@ -59,7 +72,13 @@ def image_response(request: HttpRequest, source_url: str, kind: str) -> HttpResp
         return default_image_response(request, kind)
     modified = int(image.modified.timestamp()) if image.modified is not None else None
     return _respond(
-        request, image.content, image.content_type, f'"{image.digest[:32]}"', trakt_settings.IMAGE_MAX_AGE, modified
+        request,
+        image.content,
+        image.content_type,
+        f'"{image.digest[:32]}"',
+        trakt_settings.IMAGE_MAX_AGE,
+        modified,
+        private=kind == images.AVATAR,
     )
 
 

@@ -549,6 +549,28 @@ def get_image(source_url: str, kind: str) -> StoredImage | None:
     return StoredImage(content, content_type, digest, dt.datetime.now(dt.UTC))
 
 
+def delete_stored(source_url: Any, kind: str) -> bool:
+    """Delete the stored copy of ``source_url``; True if there was one. Never raises: a failure is logged.
+
+    The name is the source URL's digest, shared by everyone whose image that URL is:
+    the caller decides whether anyone still shows it (see :mod:`django_trakt.revocation`).
+    """
+    source = normalize_source(source_url)
+    if source is None:
+        return False
+    name = storage_name(source, kind)
+    try:
+        storage = image_storage()
+        if not storage.exists(name):
+            return False
+        storage.delete(name)
+    except Exception:
+        logger.exception("Deleting the stored Trakt image %s failed", name)
+        return False
+    logger.info("Deleted the stored Trakt %s image %s", kind, name)
+    return True
+
+
 @functools.lru_cache(maxsize=4)
 def default_image(kind: str) -> bytes:
     """The bytes of the default avatar or poster shipped in the app's static files."""

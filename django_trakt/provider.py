@@ -10,6 +10,48 @@ from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.views import TraktOAuth2Adapter
 
+#: The parts of Trakt's ``/users/settings`` document kept in ``SocialAccount.extra_data``
+#: (as paths into it). allauth would store the whole document, which also holds the
+#: account's settings (timezone, date format, cover image, ``account.token``), linked
+#: services, sharing texts, limits, and personal profile fields (location, about,
+#: gender, age) that nothing here reads. Kept: what this app reads and the public
+#: profile a site may show or act on.
+EXTRA_DATA_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("user", "username"),  # the account's name: admin list and search, avatar alt text, signup form
+    ("user", "name"),  # the display name, for sites to show
+    ("user", "private"),  # a private profile's public watchlist is refused: sites can say so up front
+    ("user", "vip"),  # VIP status: higher Trakt limits, sites may offer more
+    ("user", "vip_ep"),
+    ("user", "joined_at"),
+    ("user", "ids", "slug"),  # the profile URL (get_profile_url) and public lists
+    ("user", "ids", "uuid"),  # the uid: extra_data still names the Trakt user it came from
+    ("user", "ids", "trakt"),
+    ("user", "images", "avatar", "full"),  # the avatar's source, fetched and served by this site
+)
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def trim_extra_data(data: Any) -> dict[str, Any]:
+    """Only the :data:`EXTRA_DATA_FIELDS` of a ``/users/settings`` document, in its shape.
+
+    A field is kept only when it is a plain value (string, number, boolean, null) where
+    the document nests dicts: an unexpected object in its place would bring back
+    whatever it holds.
+    """
+    trimmed: dict[str, Any] = {}
+    for path in EXTRA_DATA_FIELDS:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or path[-1] not in node or not isinstance(node[path[-1]], _SCALARS):
+            continue
+        target = trimmed
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = node[path[-1]]
+    return trimmed
+
 
 def _profile_user(data: dict[str, Any]) -> dict[str, Any]:
     """The ``user`` object of a ``/users/settings`` document (``extra_data``)."""
@@ -77,7 +119,9 @@ class TraktProvider(OAuth2Provider):
         return []
 
     def extract_extra_data(self, data: dict[str, Any]) -> dict[str, Any]:
-        return data
+        # allauth stores this on every sign-in (replacing what was there), so trimming
+        # here keeps every link to the allow-list; migration 0003 trimmed older rows.
+        return trim_extra_data(data)
 
 
 provider_classes = [TraktProvider]

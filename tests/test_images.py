@@ -292,7 +292,7 @@ def test_avatar_view_fetches_once_stores_and_serves_with_cache_headers(web, clie
     response = client.get(path)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert response.content == avatar_png("avatarista")
-    assert response["Cache-Control"] == "public, max-age=604800"
+    assert response["Cache-Control"] == "private, max-age=604800"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["ETag"] == '"' + hashlib.sha256(source.encode()).hexdigest()[:32] + '"'
     assert response.has_header("Last-Modified")
