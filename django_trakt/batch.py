@@ -36,6 +36,7 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from django_trakt import pending
 from django_trakt.conf import get_trakt_app
 from django_trakt.exceptions import TraktSiteMisconfigured
 from django_trakt.locks import database_alias, has_row_locks
@@ -66,6 +67,8 @@ class BatchReport:
     outside_margin: int = 0
     #: Why the links were refreshed one at a time despite ``concurrency`` ("" if they were not).
     sequential_reason: str = ""
+    #: Grants of sign-ins left unfinished, revoked at Trakt by this run (django_trakt.pending).
+    abandoned_revoked: int = 0
 
     @property
     def refreshed(self) -> int:
@@ -162,6 +165,7 @@ def refresh_due_tokens(
                 on_result(candidate, None)
         return report
 
+    report.abandoned_revoked = _revoke_abandoned_grants()
     limiter = RateLimiter(max_rate)
 
     def refresh_one(candidate: Candidate) -> RefreshResult:
@@ -191,6 +195,15 @@ def refresh_due_tokens(
         record(first, refresh_one(first))
     _run_threaded(candidates, refresh_one, record, concurrency)
     return report
+
+
+def _revoke_abandoned_grants() -> int:
+    # Housekeeping that rides along with the scheduled run; it must never stop the refresh.
+    try:
+        return pending.revoke_abandoned()
+    except Exception:
+        logger.exception("Revoking abandoned Trakt grants failed")
+        return 0
 
 
 def sequential_reason() -> str:

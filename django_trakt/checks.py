@@ -88,7 +88,7 @@ def check_email_verification(app_configs: Any = None, **kwargs: Any) -> list[che
         return []
     return [
         checks.Warning(
-            "ACCOUNT_EMAIL_VERIFICATION is not \"mandatory\": Trakt gives no email address, so the one typed at "
+            'ACCOUNT_EMAIL_VERIFICATION is not "mandatory": Trakt gives no email address, so the one typed at '
             "a Trakt signup is unproven, and someone could pre-register another person's address with their own "
             "Trakt account (account pre-hijacking).",
             hint='Set ACCOUNT_EMAIL_VERIFICATION = "mandatory" (and an EMAIL_BACKEND that delivers); see '

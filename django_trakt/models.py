@@ -244,3 +244,25 @@ class TraktToken(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class PendingGrant(models.Model):
+    """A token Trakt issued at a sign-in that no link holds yet (see :mod:`django_trakt.pending`).
+
+    A new user's tokens wait in allauth's pending signup until the email form is sent; if it
+    never is, the grant would stay live at Trakt for good. Each one is noted here (encrypted,
+    found by a digest) until a link stores it, and revoked at Trakt once abandoned.
+    """
+
+    digest = models.CharField(_("digest"), max_length=64, unique=True, editable=False)
+    access_token_encrypted = models.TextField(_("access token (encrypted)"), editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    #: When it was revoked as abandoned; a signup finished after that gets a flagged link.
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("pending Trakt grant")
+        verbose_name_plural = _("pending Trakt grants")
+
+    def __str__(self) -> str:
+        return f"Pending Trakt grant {self.pk} ({'revoked' if self.revoked_at else 'waiting'})"

@@ -20,9 +20,9 @@ from allauth.socialaccount.signals import social_account_added, social_account_u
 from django.dispatch import receiver
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import crypto
+from django_trakt import crypto, pending
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.models import TraktToken
+from django_trakt.models import PendingGrant, TraktToken
 from django_trakt.tokens import TokenGrant
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def _grant_from_sociallogin(sociallogin: SocialLogin) -> TokenGrant | None:
     )
 
 
+@sensitive_variables()
 def store_token_for_login(sociallogin: SocialLogin | None) -> TraktToken | None:
     """Store the tokens of a Trakt login whose account is saved; else do nothing."""
     if sociallogin is None or sociallogin.account.provider != PROVIDER_ID or sociallogin.account.pk is None:
@@ -53,6 +54,11 @@ def store_token_for_login(sociallogin: SocialLogin | None) -> TraktToken | None:
     if grant is None:
         return None
     token = TraktToken.objects.store_grant(sociallogin.account, grant)
+    if not pending.settle(grant.access_token):
+        # The signup was finished after its grant had been revoked as abandoned.
+        token.status = TraktToken.Status.NEEDS_REAUTH
+        token.last_error = pending.ABANDONED
+        TraktToken.objects.filter(pk=token.pk).update(status=token.status, last_error=token.last_error)
     logger.info("Stored Trakt token for account %s", sociallogin.account.pk)
     return token
 
@@ -76,6 +82,10 @@ def _is_refused_connect(request: Any, sociallogin: SocialLogin) -> bool:
 def _store_on_login(sender: Any, sociallogin: SocialLogin, request: Any = None, **kwargs: Any) -> None:
     if _is_refused_connect(request, sociallogin):
         logger.info("Trakt account %s belongs to another user; connect refused, link unchanged", sociallogin.account.pk)
+        grant = _grant_from_sociallogin(sociallogin)
+        if grant is not None:
+            # Nobody will hold this grant: revoke it now rather than at the next sweep.
+            pending.revoke(PendingGrant.objects.filter(digest=pending.digest(grant.access_token)))
         return
     store_token_for_login(sociallogin)
 

@@ -11,7 +11,7 @@ from allauth.socialaccount.providers.oauth2.views import OAuth2Adapter, OAuth2Ca
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import crypto, http, oauth
+from django_trakt import crypto, http, oauth, pending
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.exceptions import TraktConfigurationError, TraktError
 from django_trakt.tokens import TokenGrant
@@ -82,9 +82,13 @@ class TraktOAuth2Adapter(OAuth2Adapter):
     @sensitive_variables()
     def complete_login(self, request: HttpRequest, app: SocialApp, token: SocialToken, **kwargs: Any) -> SocialLogin:
         try:
-            profile = http.get_user_settings(app.client_id, crypto.unseal(token.token))
+            access_token = crypto.unseal(token.token)
+            profile = http.get_user_settings(app.client_id, access_token)
         except TraktError as err:
             raise OAuth2Error(f"Trakt profile request failed: {err}") from err
+        # Until a link stores it (now, or when a new user sends the signup form), the grant
+        # is pending: revoked at Trakt if the sign-in is abandoned.
+        pending.note(request, access_token)
         return self.get_provider().sociallogin_from_response(request, profile)
 
 

@@ -146,6 +146,8 @@ class Command(TraktCommand):
             f"{report.refreshed} refreshed, {report.not_due} not due, "
             f"{report.needs_reauth} need re-authorization, {report.failed} failed"
         )
+        if report.abandoned_revoked:
+            summary += f"; {report.abandoned_revoked} abandoned sign-ins revoked at Trakt"
         if report.failed:
             raise CommandError(f"{summary}. Failed links are retried on the next run.", returncode=1)
         self.stdout.write(self.style.SUCCESS(summary))

@@ -1,0 +1,107 @@
+"""Grants Trakt issued that no link holds yet: a signup in progress, a refused connect.
+
+A new user's tokens wait in allauth's pending signup (in the session, sealed) until the
+email form is sent. A visitor who leaves at that form would leave a live grant at Trakt
+that nobody can revoke. So every grant a sign-in obtains is noted as a :class:`PendingGrant`
+until a link stores it, and revoked at Trakt as soon as the site can tell it was abandoned:
+
+- the same session starts another Trakt sign-in (allauth drops the pending signup then);
+- it is older than ``TRAKT_PENDING_SIGNUP_MAX_AGE`` (``refresh_trakt_tokens`` sweeps them).
+
+A signup finished after its grant was revoked still creates the link, flagged *needs
+re-authorization* with the reason, rather than storing a token that no longer works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from typing import Any
+
+from django.db import DatabaseError
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from django_trakt import crypto, oauth
+from django_trakt.conf import get_trakt_app, trakt_settings
+from django_trakt.exceptions import TraktConfigurationError, TraktError
+from django_trakt.models import PendingGrant
+
+logger = logging.getLogger(__name__)
+
+#: The session's own list of the grants its sign-ins obtained (digests only).
+SESSION_KEY = "django_trakt_pending_grants"
+#: How long a revoked grant is remembered, to flag a signup finished later.
+REVOKED_KEPT = dt.timedelta(days=7)
+
+ABANDONED = "The sign-in was left unfinished, so Trakt's grant was revoked: sign in with Trakt again."
+
+
+@sensitive_variables()
+def digest(access_token: str) -> str:
+    return hashlib.sha256(access_token.encode()).hexdigest()
+
+
+@sensitive_variables()
+def note(request: Any, access_token: str) -> None:
+    """A sign-in obtained ``access_token``: note it until a link stores it.
+
+    Grants earlier sign-ins of the same session left pending are abandoned now.
+    """
+    session = getattr(request, "session", None)
+    earlier = list(session.get(SESSION_KEY, [])) if session is not None else []
+    key = digest(access_token)
+    try:
+        PendingGrant.objects.get_or_create(
+            digest=key, defaults={"access_token_encrypted": crypto.encrypt(access_token)}
+        )
+    except DatabaseError:
+        logger.exception("Could not note a pending Trakt grant")
+        return
+    if session is not None:
+        session[SESSION_KEY] = [key]
+    for old in earlier:
+        if old != key:
+            revoke(PendingGrant.objects.filter(digest=old, revoked_at__isnull=True))
+
+
+@sensitive_variables()
+def settle(access_token: str) -> bool:
+    """A link stores ``access_token`` now. False when its grant was revoked as abandoned."""
+    rows = PendingGrant.objects.filter(digest=digest(access_token))
+    revoked = rows.filter(revoked_at__isnull=False).exists()
+    rows.delete()
+    return not revoked
+
+
+def revoke(grants: Any) -> int:
+    """Revoke ``grants`` (a queryset of :class:`PendingGrant`) at Trakt; how many Trakt confirmed.
+
+    A grant Trakt could not be told about stays pending for the next sweep.
+    """
+    try:
+        app = get_trakt_app()
+    except TraktConfigurationError as err:
+        logger.warning("Cannot revoke abandoned Trakt grants: %s", err)
+        return 0
+    confirmed = 0
+    for grant in grants:
+        try:
+            oauth.revoke_token(
+                client_id=app.client_id, client_secret=app.secret, token=crypto.decrypt(grant.access_token_encrypted)
+            )
+        except (TraktError, TraktConfigurationError) as err:
+            logger.warning("Trakt did not revoke abandoned grant %s: %s", grant.pk, type(err).__name__)
+            continue
+        PendingGrant.objects.filter(pk=grant.pk).update(revoked_at=timezone.now(), access_token_encrypted="")
+        confirmed += 1
+    return confirmed
+
+
+def revoke_abandoned(now: dt.datetime | None = None) -> int:
+    """Revoke every grant pending for longer than ``TRAKT_PENDING_SIGNUP_MAX_AGE``; forget old ones."""
+    now = now or timezone.now()
+    PendingGrant.objects.filter(revoked_at__lt=now - REVOKED_KEPT).delete()
+    cutoff = now - dt.timedelta(seconds=trakt_settings.PENDING_SIGNUP_MAX_AGE)
+    return revoke(PendingGrant.objects.filter(revoked_at__isnull=True, created_at__lt=cutoff).order_by("pk"))
