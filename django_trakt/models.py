@@ -79,6 +79,9 @@ class TraktToken(models.Model):
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.ACTIVE)
     last_refreshed_at = models.DateTimeField(_("last refreshed at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    #: The account was created by this Trakt sign-in with an address nobody has confirmed:
+    #: until it is, the link is not trusted with the account (see django_trakt.claims).
+    email_unproven = models.BooleanField(_("signed up with an unconfirmed address"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

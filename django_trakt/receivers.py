@@ -20,7 +20,7 @@ from allauth.socialaccount.signals import social_account_added, social_account_u
 from django.dispatch import receiver
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import crypto, pending
+from django_trakt import claims, crypto, pending
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.models import PendingGrant, TraktToken
 from django_trakt.tokens import TokenGrant
@@ -96,5 +96,7 @@ def _store_on_connect(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> N
 
 
 @receiver(user_signed_up, dispatch_uid="django_trakt.store_on_signup")
-def _store_on_signup(sender: Any, sociallogin: SocialLogin | None = None, **kwargs: Any) -> None:
-    store_token_for_login(sociallogin)
+def _store_on_signup(sender: Any, sociallogin: SocialLogin | None = None, user: Any = None, **kwargs: Any) -> None:
+    token = store_token_for_login(sociallogin)
+    if token is not None and user is not None:
+        claims.mark_unproven_signup(user, token)

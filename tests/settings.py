@@ -17,10 +17,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.sites",
+    # Before allauth, as the README installs it: its confirmation mail names the Trakt account.
+    "django_trakt",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
-    "django_trakt",
 ]
 SITE_ID = 1
 

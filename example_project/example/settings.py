@@ -24,10 +24,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_trakt",  # before allauth, as the README installs it
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
-    "django_trakt",
     "example",
 ]
 
