@@ -16,8 +16,8 @@ page stops waiting.
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -28,7 +28,6 @@ from django.views.decorators.debug import sensitive_variables
 from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.exceptions import (
     TokenDecryptionError,
-    TraktError,
     TraktMalformedResponse,
     TraktNotLinked,
     TraktRateLimited,
@@ -39,7 +38,7 @@ from django_trakt.exceptions import (
 from django_trakt.http import decode_json, get_user_settings, send, trakt_headers  # re-exported
 from django_trakt.locks import database_alias
 from django_trakt.models import TraktToken
-from django_trakt.refresh import ON_DEMAND_MARGIN, Outcome, RefreshResult, is_due, refresh_token
+from django_trakt.refresh import ON_DEMAND_MARGIN, Outcome, RefreshResult, is_due, on_own_connection, refresh_token
 
 logger = logging.getLogger(__name__)
 
@@ -124,30 +123,11 @@ class TraktClient:
 
     def _refresh_on_own_thread(self, pk: int, options: dict[str, Any]) -> RefreshResult:
         """Refresh on a thread (and connection) of its own; wait at most ``refresh_wait``."""
-        app = self.app
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["result"] = refresh_token(pk, app=app, **options)
-            except TraktError as err:
-                outcome["error"] = err
-            except Exception:
-                logger.exception("Refreshing Trakt link %s failed unexpectedly", pk)
-            finally:
-                connections[database_alias()].close()
-
-        # Not a daemon: a process that exits lets the refresh finish storing its pair.
-        thread = threading.Thread(target=run, name=f"trakt-refresh-{pk}")
-        thread.start()
-        thread.join(self.refresh_wait)
-        if thread.is_alive():
+        result = on_own_connection(
+            pk, functools.partial(refresh_token, pk, app=self.app, **options), wait=self.refresh_wait
+        )
+        if result is None:
             raise TraktRefreshFailed("Trakt is slow to refresh the token; the refresh goes on in the background.")
-        if "error" in outcome:
-            raise outcome["error"]
-        if "result" not in outcome:
-            raise TraktRefreshFailed("Refreshing the Trakt token failed unexpectedly.")
-        result: RefreshResult = outcome["result"]
         return result
 
     @sensitive_variables()

@@ -137,6 +137,38 @@ def refresh_token(
     return attempt()
 
 
+def on_own_connection(pk: int, work: Callable[[], RefreshResult], *, wait: float | None) -> RefreshResult | None:
+    """Run ``work`` (a refresh of link ``pk``) on a thread with a database connection of its own.
+
+    Waits at most ``wait`` seconds (None: until it is done); None when it is still running,
+    which it goes on doing (not a daemon: an exiting process lets it store its pair).
+    A :class:`TraktError` it raises is raised here.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except TraktError as err:  # handed to the caller's thread below
+            outcome["error"] = err
+        except Exception:
+            logger.exception("Refreshing Trakt link %s failed unexpectedly", pk)
+        finally:
+            connections[database_alias()].close()
+
+    thread = threading.Thread(target=run, name=f"trakt-refresh-{pk}")
+    thread.start()
+    thread.join(wait)
+    if thread.is_alive():
+        return None
+    if "error" in outcome:
+        raise outcome["error"]
+    if "result" not in outcome:
+        return RefreshResult(Outcome.FAILED, None, "the refresh failed unexpectedly (see the logs)")
+    result: RefreshResult = outcome["result"]
+    return result
+
+
 def _on_own_connection(pk: int, attempt: Callable[..., RefreshResult]) -> RefreshResult | None:
     """Inside a caller's transaction: refresh on a connection of its own, whose commit is final.
 
@@ -146,22 +178,12 @@ def _on_own_connection(pk: int, attempt: Callable[..., RefreshResult]) -> Refres
     caller's uncommitted transaction, a ``TestCase`` included, or locked by it): then the
     link lives and dies with the caller's transaction, and the refresh runs there, guarded.
     """
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = attempt(lock_wait=trakt_settings.TIMEOUT + 5)
-        except BaseException as err:  # handed to the caller's thread below
-            outcome["error"] = err
-        finally:
-            connections[database_alias()].close()
-
-    thread = threading.Thread(target=run, name=f"trakt-refresh-{pk}")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: RefreshResult = outcome["result"]
+    # Bounded, so a caller can never hang on it: the lock wait, Trakt's answer and the save.
+    result = on_own_connection(
+        pk, functools.partial(attempt, lock_wait=trakt_settings.TIMEOUT + 5), wait=3 * trakt_settings.TIMEOUT + 15
+    )
+    if result is None:
+        return RefreshResult(Outcome.FAILED, None, "the refresh is taking too long; it goes on and stores its pair")
     unseen = result.token is None and result.outcome in (Outcome.NOT_DUE, Outcome.FAILED)
     if unseen and TraktToken.objects.filter(pk=pk).exists():
         return None
