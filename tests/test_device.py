@@ -44,11 +44,16 @@ class Clock:
         self.trakt.advance(seconds)
 
 
-@pytest.fixture
-def clock(trakt, monkeypatch):
+def moving_clock(trakt, monkeypatch) -> Clock:
+    """The device pages' clock, moved by hand together with the local Trakt's."""
     moving = Clock(trakt)
     monkeypatch.setattr(device_views, "_clock", lambda: moving.now)
     return moving
+
+
+@pytest.fixture
+def clock(trakt, monkeypatch):
+    return moving_clock(trakt, monkeypatch)
 
 
 def start_linking(client, **data):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 
 import pytest
 from allauth.core.exceptions import ImmediateHttpResponse
@@ -24,6 +23,8 @@ from django.urls import reverse
 from django_trakt import device_views
 from django_trakt.models import TraktToken
 from django_trakt.tokens import grant_from_response
+from tests.test_device import moving_clock, poll
+from tests.test_device import start_linking as start_linking_with_page
 
 User = get_user_model()
 
@@ -36,23 +37,9 @@ TOKEN_CALLS = "/oauth/device/token"
 THREADS = 10
 
 
-class Clock:
-    """Moves the pages' clock and the local Trakt's together, without sleeping."""
-
-    def __init__(self, trakt):
-        self.trakt = trakt
-        self.now = time.time()
-
-    def advance(self, seconds):
-        self.now += seconds
-        self.trakt.advance(seconds)
-
-
 @pytest.fixture
 def clock(trakt, monkeypatch):
-    moving = Clock(trakt)
-    monkeypatch.setattr(device_views, "_clock", lambda: moving.now)
-    return moving
+    return moving_clock(trakt, monkeypatch)
 
 
 def signed_in(username: str) -> Client:
@@ -63,16 +50,9 @@ def signed_in(username: str) -> Client:
 
 
 def start_linking(client) -> str:
-    response = client.post(START)
-    assert response.status_code == 302 and response["Location"] == PENDING
-    html = client.get(PENDING).content.decode()
-    return re.search(r'id="trakt-device-user-code">([^<]+)</code>', html).group(1)
-
-
-def poll(client) -> dict:
-    response = client.post(POLL, headers=JSON)
-    assert response.status_code == 200
-    return response.json()
+    """Press "Link with a code"; the user code (tests.test_device's helper, without the page)."""
+    user_code, _html = start_linking_with_page(client)
+    return user_code
 
 
 def wait_message(response) -> str:
