@@ -122,6 +122,12 @@ class ExpiryFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _datetime(value: dt.datetime) -> str:
+    # One format for every date the admin shows, localised the Django way (USE_L10N, the
+    # active language's SHORT_DATETIME_FORMAT, the current time zone).
+    return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
+
+
 class _TokenDisplay:
     """Columns shared by the token admin and the inline on the social account admin."""
 
@@ -129,11 +135,23 @@ class _TokenDisplay:
     def expiry(self, token: TraktToken) -> str:
         if token.expires_at is None:
             return str(_("unknown"))
-        when = formats.date_format(timezone.localtime(token.expires_at), "SHORT_DATETIME_FORMAT")
+        when = _datetime(token.expires_at)
         marker = expiry_marker(token.expires_at)
         if not marker:
             return when
         return format_html("{} <strong>{}</strong>", when, marker)
+
+    @admin.display(description=_("last refreshed"), ordering="last_refreshed_at")
+    def refreshed(self, token: TraktToken) -> str:
+        return _datetime(token.last_refreshed_at) if token.last_refreshed_at else "-"
+
+    @admin.display(description=_("created at"))
+    def created(self, token: TraktToken) -> str:
+        return _datetime(token.created_at)
+
+    @admin.display(description=_("updated at"))
+    def updated(self, token: TraktToken) -> str:
+        return _datetime(token.updated_at)
 
     @admin.display(description=_("last error"))
     def short_last_error(self, token: TraktToken) -> str:
@@ -146,7 +164,7 @@ class _TokenDisplay:
 
 @admin.register(TraktToken)
 class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
-    list_display = ("user", "trakt_username", "status", "expiry", "last_refreshed_at", "short_last_error")
+    list_display = ("user", "trakt_username", "status", "expiry", "refreshed", "short_last_error")
     list_filter = ("status", ExpiryFilter)
     list_select_related = ("account__user",)
     search_help_text = _("Search by Trakt username, or by the user's username, name or email.")
@@ -158,12 +176,12 @@ class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
         "status",
         "advice",
         "expiry",
-        "last_refreshed_at",
+        "refreshed",
         "last_error",
         "token_type",
         "scope",
-        "created_at",
-        "updated_at",
+        "created",
+        "updated",
     )
     readonly_fields = fields
     ordering = (F("expires_at").asc(nulls_last=True), "pk")
@@ -332,7 +350,7 @@ class TraktTokenInline(_TokenDisplay, admin.StackedInline):
 
     model = TraktToken
     fk_name = "account"
-    fields = ("status", "advice", "expiry", "last_refreshed_at", "short_last_error")
+    fields = ("status", "advice", "expiry", "refreshed", "short_last_error")
     readonly_fields = fields
     can_delete = False
     show_change_link = True

@@ -98,12 +98,14 @@ def check_email_verification(app_configs: Any = None, **kwargs: Any) -> list[che
     ]
 
 
-# -- production setup: the callback's scheme, the Trakt app's credentials, the secret ------
-# Deployment checks (``manage.py check --deploy``), quiet while DEBUG is on; the two
-# that read the database do so only when given it (``--database default``), so they
-# never run, nor fail, inside ``migrate``. They are also tagged ``database``: Django 6.1
-# passes every alias to checks run without ``--database``, and skips database-tagged
-# checks there instead. Imports are local: these need allauth's
+# -- the site's setup: the callback's scheme, the Trakt app's credentials, the secret, the Site --
+# W004, W005 and half of E002 are deployment checks (``manage.py check --deploy``), quiet
+# while DEBUG is on. What leaves the site unable to work at all (E002's missing app,
+# E003, and W007) runs in a plain check. The checks that read the database do so only
+# when given it (``--database default``, and ``migrate`` gives its own), and stay quiet
+# while its tables do not exist yet, so they never crash ``migrate``. They are also
+# tagged ``database``: Django 6.1 passes every alias to checks run without ``--database``,
+# and skips database-tagged checks there instead. Imports are local: these need allauth's
 # models and the URLconf, which are loaded by the time checks run.
 
 SETTINGS_APP_HINT = (
@@ -181,15 +183,8 @@ def check_callback_https(app_configs: Any = None, **kwargs: Any) -> list[checks.
     ]
 
 
-@checks.register(checks.Tags.database, deploy=True)
-def check_trakt_app_credentials(
-    app_configs: Any = None, databases: Any = None, **kwargs: Any
-) -> list[checks.CheckMessage]:
-    """E002: in production, no client id and secret for Trakt, in the settings or the database."""
-    from django.conf import settings
-
-    if settings.DEBUG:
-        return []
+def _settings_app_problems() -> tuple[list[checks.CheckMessage], bool]:
+    """E002 for each incomplete app in the settings, and whether the settings configure any app."""
     provider = trakt_settings.provider_settings
     # allauth reads "APPS" when present, else "APP".
     key = "APPS" if provider.get("APPS") is not None else "APP"
@@ -207,19 +202,55 @@ def check_trakt_app_credentials(
                     id="django_trakt.E002",
                 )
             )
-    if problems or configs:
-        return problems
+    return problems, bool(configs)
+
+
+def _no_app_anywhere(databases: Any) -> list[checks.CheckMessage]:
+    """E002 when neither the settings nor a readable database hold a Trakt app."""
+    if _settings_app_problems()[1]:
+        return []
     rows = _trakt_app_rows(databases, with_client_id=True)
     if rows is None or rows:
         return []  # the database may not or cannot be read, or holds the app
     return [
         checks.Error(
             'No client id and secret are configured for Trakt (neither in SOCIALACCOUNT_PROVIDERS["trakt"] '
-            "nor in a SocialApp): signing in with Trakt and linking by code fail.",
-            hint=REGISTER_HINT + SETTINGS_APP_HINT,
+            "nor in a SocialApp): every page showing the Trakt sign-in link fails (SocialApp.DoesNotExist), "
+            "and signing in with Trakt and linking by code fail.",
+            hint=REGISTER_HINT + SETTINGS_APP_HINT + " Or add the app in the admin (Social applications).",
             id="django_trakt.E002",
         )
     ]
+
+
+# E002 has two halves, registered apart. The app missing everywhere breaks every page
+# that shows the sign-in link, in development too: a plain check reports it (not
+# silenced by DEBUG) as soon as it may read the database, so ``migrate`` and
+# ``check --database default`` catch it. An incomplete app in the settings stays a
+# deployment check: a build step (collectstatic) often runs without the secrets.
+
+
+@checks.register(checks.Tags.database)
+def check_trakt_app_configured(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E002: no Trakt app at all, neither in the settings nor in the database."""
+    return _no_app_anywhere(databases)
+
+
+@checks.register(deploy=True)
+def check_trakt_app_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E002: in production, an app in the settings lacks its client id or secret."""
+    from django.conf import settings
+
+    return [] if settings.DEBUG else _settings_app_problems()[0]
+
+
+def check_trakt_app_credentials(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Both halves of E002 (what ``check --deploy --database default`` reports), for direct calls."""
+    return check_trakt_app_settings(app_configs) + _no_app_anywhere(databases)
 
 
 @checks.register(checks.Tags.security, checks.Tags.database, deploy=True)
@@ -279,19 +310,23 @@ def check_refresh_redirect_uri(app_configs: Any = None, **kwargs: Any) -> list[c
     ]
 
 
-@checks.register(checks.Tags.database, deploy=True)
+# E003 / W007 run in a plain check, like E002's missing app: only when given the database
+# (``migrate``, ``check --database default``), and quiet before the tables exist.
+
+
+@checks.register(checks.Tags.database)
 def check_refresh_site_domain(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """W007: in production, the current Site (the refresh's redirect URI) is still a placeholder."""
+    """E003: the Site of SITE_ID does not exist; W007: it is still a placeholder (the refresh's redirect URI)."""
     from django.apps import apps
     from django.conf import settings
     from django.db import DatabaseError, router, transaction
 
-    if trakt_settings.REDIRECT_URI or not apps.is_installed("django.contrib.sites"):
+    if not apps.is_installed("django.contrib.sites"):
         return []
     if getattr(settings, "SITE_ID", None) is None:
-        return []  # W006
+        return []  # W006 (and get_current_site then goes by the request's host)
     from django.contrib.sites.models import Site
 
     from django_trakt.redirect_uri import PLACEHOLDER_DOMAIN
@@ -304,15 +339,131 @@ def check_refresh_site_domain(
             domain = Site.objects.using(alias).filter(pk=settings.SITE_ID).values_list("domain", flat=True).first()
     except DatabaseError:
         return []  # not migrated yet: a check must never crash migrate
-    host = (domain or "").strip().split(":")[0].lower()
-    if domain is not None and host and host not in (PLACEHOLDER_DOMAIN, f"www.{PLACEHOLDER_DOMAIN}"):
+    if domain is None:
+        # Not only the refresh: get_current_site() raises on every request, and allauth
+        # calls it for the sign-in link, so REDIRECT_URI does not help here.
+        return [
+            checks.Error(
+                f"The Site of SITE_ID = {settings.SITE_ID!r} does not exist: every page that looks up the current "
+                "site (allauth's sign-in and signup, the Trakt sign-in link) fails with Site.DoesNotExist, and "
+                "scheduled refreshes cannot build their redirect URI.",
+                hint="Create that Site in the admin (Sites) with this site's host as its domain, or set SITE_ID "
+                "to the id of an existing one.",
+                id="django_trakt.E003",
+            )
+        ]
+    if trakt_settings.REDIRECT_URI:
+        return []  # the refresh sends that instead of the Site's domain
+    host = domain.strip().split(":")[0].lower()
+    if host and host not in (PLACEHOLDER_DOMAIN, f"www.{PLACEHOLDER_DOMAIN}"):
         return []
-    shown = "does not exist" if domain is None else f"has the domain {domain.strip() or 'empty'!r}"
     return [
         checks.Warning(
-            f"The Site of SITE_ID {shown}: refreshing Trakt tokens outside a request builds its redirect URI "
-            "from it, and every scheduled refresh would stop until it names this site's host.",
+            f"The Site of SITE_ID has the domain {domain.strip() or 'empty'!r}: refreshing Trakt tokens outside "
+            "a request builds its redirect URI from it, and every scheduled refresh would stop until it names "
+            "this site's host.",
             hint=f"Set the Site's domain in the admin (Sites) to the host registered with Trakt. {REFRESH_URI_HINT}",
             id="django_trakt.W007",
+        )
+    ]
+
+
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+@checks.register()
+def check_signup_mail_delivery(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W009: in development, a Trakt signup sends a confirmation mail to an SMTP server nobody configured."""
+    from allauth.account import app_settings as account_settings
+    from django.conf import settings
+
+    method = account_settings.EmailVerificationMethod
+    if not settings.DEBUG or account_settings.EMAIL_VERIFICATION not in (method.MANDATORY, method.OPTIONAL):
+        return []
+    # Django's own defaults, i.e. never configured; no connection is tried (a check must
+    # not depend on the network), so a real local relay on localhost is the one false alarm.
+    if settings.EMAIL_BACKEND != SMTP_BACKEND or settings.EMAIL_HOST != "localhost":
+        return []
+    return [
+        checks.Warning(
+            f"ACCOUNT_EMAIL_VERIFICATION is {str(account_settings.EMAIL_VERIFICATION.value)!r}, so a Trakt signup "
+            "sends a confirmation mail, but EMAIL_BACKEND and EMAIL_HOST are Django's defaults (SMTP on "
+            "localhost): without a mail server there, the signup fails with ConnectionRefusedError (a server "
+            "error, after the user was saved).",
+            hint='In development set EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend" (mails are '
+            "printed); otherwise set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, ...) to your mail server.",
+            id="django_trakt.W009",
+        )
+    ]
+
+
+@checks.register(checks.Tags.urls)
+def check_login_redirect_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W010: after signing in (with Trakt or not), allauth redirects to LOGIN_REDIRECT_URL, which leads nowhere."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+    from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reverse
+
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return []
+    try:
+        # Importing the site's URLconf runs its code, which may raise anything: Django's
+        # own URL checks and every request report that, so this check stays out of it.
+        get_resolver().url_patterns  # noqa: B018
+    except Exception:
+        return []
+    value = settings.LOGIN_REDIRECT_URL
+    try:
+        target = str(value)  # a reverse_lazy() is resolved here
+    except NoReverseMatch:
+        target = None
+    hint = (
+        'Set LOGIN_REDIRECT_URL to a page of the site: a URL name (LOGIN_REDIRECT_URL = "home") or a path '
+        'that exists (LOGIN_REDIRECT_URL = "/"). Django\'s default "/accounts/profile/" is not an allauth page.'
+    )
+    if target is None:
+        return [
+            checks.Warning(
+                "LOGIN_REDIRECT_URL is a reverse_lazy() that does not reverse: every sign-in ends in a server error.",
+                hint=hint,
+                id="django_trakt.W010",
+            )
+        ]
+    parts = urlsplit(target)
+    if not target or parts.scheme or parts.netloc or target.startswith(("./", "../")):
+        return []  # another site, or relative: nothing this site can resolve
+    # The same order as django.shortcuts.resolve_url, which allauth uses.
+    try:
+        reverse(target)
+        return []
+    except NoReverseMatch:
+        pass
+    if "/" not in target and "." not in target:
+        return [
+            checks.Warning(
+                f"LOGIN_REDIRECT_URL = {target!r} is not a URL name of this site: every sign-in (with Trakt too) "
+                "ends in a server error (NoReverseMatch).",
+                hint=hint,
+                id="django_trakt.W010",
+            )
+        ]
+    if not parts.path.startswith("/"):
+        return []  # a relative path: where it leads depends on the page
+    path = parts.path
+    script_name = (getattr(settings, "FORCE_SCRIPT_NAME", None) or "").rstrip("/")
+    if script_name and (path == script_name or path.startswith(script_name + "/")):
+        path = path[len(script_name) :] or "/"
+    try:
+        resolve(path)
+        return []
+    except Resolver404:
+        pass
+    return [
+        checks.Warning(
+            f"LOGIN_REDIRECT_URL = {target!r} matches no URL of this site: after signing in (with Trakt too), "
+            "users land on a 404 page.",
+            hint=hint,
+            id="django_trakt.W010",
         )
     ]

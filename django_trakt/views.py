@@ -13,7 +13,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import crypto, http, oauth, pending
 from django_trakt.conf import PROVIDER_ID, trakt_settings
-from django_trakt.exceptions import TraktConfigurationError, TraktError
+from django_trakt.exceptions import TraktConfigurationError, TraktError, TraktSiteMisconfigured
 from django_trakt.tokens import TokenGrant
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ class TraktOAuth2Client(OAuth2Client):
                 redirect_uri=self.callback_url,
                 code_verifier=pkce_code_verifier,
             )
+        except TraktSiteMisconfigured as err:
+            # The visitor sees allauth's generic error page; the operator is told what to fix.
+            logger.warning("Trakt refused the sign-in because of the site's configuration: %s", err)
+            raise OAuth2Error(f"Trakt token exchange failed: {err}") from err
         except TraktError as err:
             # allauth shows OAuth2Error as an authentication error page; our messages
             # carry a status and an excerpt of Trakt's answer, never a token.

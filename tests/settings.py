@@ -62,6 +62,8 @@ ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "optional"
 SOCIALACCOUNT_STORE_TOKENS = False
+# A page that exists (Django's default "/accounts/profile/" is none: django_trakt.W010).
+LOGIN_REDIRECT_URL = "/accounts/email/"
 
 TRAKT_CLIENT_ID = "test-client-id"
 TRAKT_CLIENT_SECRET = "test-client-secret"

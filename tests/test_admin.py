@@ -108,7 +108,14 @@ def test_changelist_shows_user_trakt_username_status_and_expiry_at_a_glance(admi
     assert "unknown" in found["TraktUnknown"]
     assert "Needs re-authorization" in found["TraktLater"] and "invalid_grant" in found["TraktLater"]
     assert "Active" in found["TraktWeek"]
-    assert str(refreshed_at.year) in found["TraktWeek"]
+    # Expiry and last refresh in one format, the active locale's SHORT_DATETIME_FORMAT.
+    from django.utils import formats
+
+    def shown(value):
+        return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
+
+    assert shown(refreshed_at) in found["TraktWeek"]
+    assert shown(TraktToken.objects.get(pk=links["week"].pk).expires_at) in found["TraktWeek"]
     # Soonest expiry first, unknown last.
     assert list(found) == ["TraktExpired", "TraktSoon", "TraktWeek", "TraktLater", "TraktUnknown"]
 

@@ -106,10 +106,8 @@ def site_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="module")
-def local_trakt(site_port: int) -> Iterator[tuple[TraktEmulator, str]]:
-    """The local Trakt on loopback, with the example's app (exact redirect URI) and the demo user."""
-    require_browser()  # before any process is started
+def make_local_trakt(site_port: int) -> TraktEmulator:
+    """A fresh local Trakt with the example's app (exact redirect URI) and the demo user, as run.py starts it."""
     config = example_settings()
     emulator = TraktEmulator()
     emulator.add_app(
@@ -119,15 +117,19 @@ def local_trakt(site_port: int) -> Iterator[tuple[TraktEmulator, str]]:
         redirect_uris=[f"http://127.0.0.1:{site_port}{CALLBACK_PATH}"],
     )
     seed_demo_user(emulator, DEMO_USER)  # with an avatar and the demo watchlist
+    return emulator
+
+
+@pytest.fixture(scope="module")
+def local_trakt(site_port: int) -> Iterator[tuple[TraktEmulator, str]]:
+    """The local Trakt on loopback, served from this process."""
+    require_browser()  # before any process is started
+    emulator = make_local_trakt(site_port)
     with emulator.serve(port=0) as server:
         yield emulator, server.url
 
 
-@pytest.fixture(scope="module")
-def example_site(local_trakt, site_port: int, artifacts: Path, tmp_path_factory) -> Iterator[str]:
-    """``manage.py runserver`` on the free port, migrated SQLite database, pointed at the local Trakt."""
-    _emulator, trakt_url = local_trakt
-    database = tmp_path_factory.mktemp("example-site") / "db.sqlite3"
+def site_env(database: Path, trakt_url: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -140,17 +142,26 @@ def example_site(local_trakt, site_port: int, artifacts: Path, tmp_path_factory)
         LOCAL_TRAKT_URL=trakt_url,
         PYTHONUNBUFFERED="1",
     )
-    manage = [sys.executable, str(EXAMPLE / "manage.py")]
-    migrate = subprocess.run(
-        [*manage, "migrate", "--noinput", "-v", "0"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    return env
 
-    log_path = artifacts / "example-site.log"
-    with log_path.open("w") as log:
+
+def prepare_database(database: Path) -> None:
+    """What run.py does before it serves: migrate, and create the demo admin."""
+    manage = [sys.executable, str(EXAMPLE / "manage.py")]
+    env = site_env(database, "http://127.0.0.1:9")  # no Trakt is asked here
+    for command in (["migrate", "--noinput", "-v", "0"], ["example_admin"]):
+        done = subprocess.run([*manage, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@contextlib.contextmanager
+def running_site(port: int, database: Path, trakt_url: str, log_path: Path) -> Iterator[str]:
+    """``manage.py runserver`` on ``port`` with ``database``, pointed at the local Trakt at ``trakt_url``."""
+    manage = [sys.executable, str(EXAMPLE / "manage.py")]
+    with log_path.open("a") as log:
         process = subprocess.Popen(
-            [*manage, "runserver", f"127.0.0.1:{site_port}", "--noreload"],
-            env=env,
+            [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+            env=site_env(database, trakt_url),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -159,12 +170,12 @@ def example_site(local_trakt, site_port: int, artifacts: Path, tmp_path_factory)
         while True:
             if process.poll() is not None:
                 pytest.fail(f"the example site exited ({process.returncode}):\n{log_path.read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", site_port), timeout=0.5):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"the example site did not listen within {SITE_START_TIMEOUT}s:\n{log_path.read_text()}")
             time.sleep(0.1)  # polling for the port, nothing else
-        yield f"http://127.0.0.1:{site_port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         try:
@@ -172,6 +183,18 @@ def example_site(local_trakt, site_port: int, artifacts: Path, tmp_path_factory)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def example_site(local_trakt, site_port: int, artifacts: Path, tmp_path_factory) -> Iterator[str]:
+    """The example site on the free port, its own migrated SQLite database, pointed at the local Trakt."""
+    _emulator, trakt_url = local_trakt
+    database = tmp_path_factory.mktemp("example-site") / "db.sqlite3"
+    prepare_database(database)
+    log_path = artifacts / "example-site.log"
+    log_path.write_text("")
+    with running_site(site_port, database, trakt_url, log_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -310,8 +333,7 @@ def test_new_visitor_signs_up_sees_profile_and_disconnects(visitor_factory, loca
     visitor.screenshot("04-profile")
 
     # Disconnect on allauth's connections page: a social-only account has no password,
-    # so allauth refuses to remove its last way in (allauth's default connections
-    # template does not show why: the page comes back with the account still listed) ...
+    # so allauth refuses to remove its last way in, and the example's page says why ...
     page.get_by_role("link", name="Connections", exact=True).click()
     page.wait_for_url("**/accounts/3rdparty/")
     page.get_by_role("radio", name=DEMO_USER).check()
@@ -320,6 +342,7 @@ def test_new_visitor_signs_up_sees_profile_and_disconnects(visitor_factory, loca
         page.get_by_role("button", name="Remove").click()
     assert refused.value is not None and refused.value.status == 200
     assert page.get_by_role("radio", name=DEMO_USER).is_visible()
+    assert page.get_by_role("alert").get_by_text("Your account has no password set up.").is_visible()
     visitor.screenshot("06-remove-refused-no-password")
     assert trakt.requests_to("/oauth/revoke") == []
     assert trakt.is_access_token_valid(pair.access_token)
@@ -354,6 +377,21 @@ def test_new_visitor_signs_up_sees_profile_and_disconnects(visitor_factory, loca
     page.goto("/profile/")
     assert page.get_by_text("No Trakt account linked.").is_visible()
     visitor.assert_images_self_hosted()
+
+    # Linking by code: django-trakt's own pages, in the example's layout (its navigation).
+    page.get_by_role("link", name="link with a code").click()
+    page.wait_for_url("**/trakt/device/")
+    assert page.get_by_role("heading", name="Link your Trakt account with a code").is_visible()
+    assert page.get_by_role("link", name="Connections", exact=True).is_visible()
+    visitor.screenshot("09a-device-start")
+    page.get_by_role("button", name="Link with a code").click()
+    page.wait_for_url("**/trakt/device/pending/")
+    assert page.get_by_role("heading", name="Enter this code on Trakt").is_visible()
+    assert page.locator("#trakt-device-user-code").inner_text().strip()
+    assert page.get_by_role("link", name="Profile").is_visible()
+    visitor.screenshot("09b-device-pending")
+
+    page.goto("/profile/")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{visitor.site_url}/")
     assert page.get_by_role("button", name="Sign in with Trakt").is_visible()
@@ -383,3 +421,63 @@ def test_visitor_who_denies_consent_sees_a_friendly_error(visitor_factory, local
     assert len(trakt.active_tokens()) == tokens_before
     visitor.assert_images_self_hosted()
     visitor.assert_only_consent_pages_from_trakt()
+
+
+def test_admin_signs_in_with_the_demo_admin(visitor_factory):
+    from example.management.commands.example_admin import PASSWORD, USERNAME
+
+    visitor = visitor_factory()
+    page = visitor.page
+    page.goto("/admin/")
+    page.wait_for_url("**/admin/login/?next=/admin/")
+    page.locator("input[name=username]").fill(USERNAME)
+    page.locator("input[name=password]").fill(PASSWORD)
+    visitor.screenshot("14-admin-login")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{visitor.site_url}/admin/")
+    assert page.get_by_role("heading", name="Site administration").is_visible()
+    visitor.screenshot("15-admin-index")
+    page.get_by_role("link", name="Trakt tokens").click()
+    page.wait_for_url("**/admin/django_trakt/trakttoken/")
+    visitor.screenshot("16-admin-trakt-tokens")
+
+
+def test_demo_user_signs_in_again_after_a_restart(browser, artifacts: Path, tmp_path_factory):
+    """run.py stopped and started again: a new local Trakt, the same database; no second signup."""
+    require_browser()
+    port = free_port()
+    database = tmp_path_factory.mktemp("restarted-site") / "db.sqlite3"
+    prepare_database(database)
+    log_path = artifacts / "example-site-restarted.log"
+    log_path.write_text("")
+
+    def visit(trakt_url: str, site_url: str) -> Visitor:
+        return Visitor(browser, site_url, trakt_url, artifacts)
+
+    first_uuid = None
+    for start in ("first", "second"):
+        emulator = make_local_trakt(port)  # a new local Trakt at every start, as run.py's
+        with emulator.serve(port=0) as server, running_site(port, database, server.url, log_path) as site_url:
+            visitor = visit(server.url, site_url)
+            try:
+                page = sign_in_with_trakt(visitor, f"17-{start}-start-home", f"18-{start}-start-consent")
+                page.get_by_role("button", name="Approve").click()
+                if start == "first":
+                    first_uuid = emulator.get_user(DEMO_USER).uuid
+                    page.wait_for_url("**/accounts/3rdparty/signup/")
+                    page.locator("input[name=email]").fill("demo@example.com")
+                    page.get_by_role("button", name="Sign Up").click()
+                page.wait_for_url("**/profile/")  # the second time straight here: no signup form
+                assert page.get_by_role("heading", name=f"Hello, {DEMO_USER}").is_visible()
+                assert page.get_by_text("A user with that username already exists").count() == 0
+                visitor.screenshot(f"19-{start}-start-profile")
+                page.get_by_role("button", name="Sign out").click()
+                page.wait_for_url(f"{site_url}/")
+                visitor.assert_only_consent_pages_from_trakt()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    visitor.screenshot(f"failed-restart-{start}")
+                raise
+            finally:
+                visitor.close()
+    assert emulator.get_user(DEMO_USER).uuid == first_uuid

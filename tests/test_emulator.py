@@ -491,6 +491,17 @@ def test_profile_page_is_html(mocked: TraktEmulator) -> None:
     assert requests.get(f"{WEB}/users/nobody", timeout=5).status_code == 404
 
 
+def test_title_pages_answer_so_watchlist_links_lead_somewhere(mocked: TraktEmulator) -> None:
+    movie = mocked.add_watchlist_item("alice", "movie", title="Heat", year=1995)
+    episode = mocked.add_watchlist_item("alice", "episode", show="Dark")
+    movie_slug = movie.media["ids"]["slug"]
+    show_slug = episode.show["ids"]["slug"]
+    page = requests.get(f"{WEB}/movies/{movie_slug}", timeout=5)
+    assert page.status_code == 200 and "Heat (1995)" in page.text
+    assert requests.get(f"{WEB}/shows/{show_slug}/seasons/1/episodes/1", timeout=5).status_code == 200
+    assert requests.get(f"{WEB}/movies/no-such-movie", timeout=5).status_code == 404
+
+
 # -- watchlist -------------------------------------------------------------------------------
 
 

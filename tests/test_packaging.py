@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "django_trakt",
 ]
 SITE_ID = 1
+LOGIN_REDIRECT_URL = "/accounts/email/"  # the site has no home page (check W010)
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

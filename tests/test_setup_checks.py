@@ -264,11 +264,11 @@ def test_site_domain_check_warns_on_a_missing_site_and_is_quiet_on_a_real_one():
 
 
 @pytest.mark.django_db
-def test_site_domain_check_runs_with_deploy_checks_only():
+def test_site_domain_check_runs_without_deploy_when_given_the_database():
     from django.contrib.sites.models import Site
 
     Site.objects.filter(pk=settings.SITE_ID).update(domain="example.com")
-    assert "django_trakt.W007" not in ids(run_checks(databases=DB))
+    assert "django_trakt.W007" in ids(run_checks(databases=DB))
     assert "django_trakt.W007" in ids(run_checks(databases=DB, include_deployment_checks=True))
 
 

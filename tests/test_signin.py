@@ -328,3 +328,15 @@ def test_no_table_and_no_debug_log_holds_plain_tokens(client, trakt, caplog):
         assert secret and secret not in dump
         assert secret not in log_text
     assert SocialToken.objects.count() == 0
+
+
+def test_wrong_client_secret_logs_what_to_fix_while_the_page_stays_generic(client, trakt, settings, caplog):
+    provider = settings.SOCIALACCOUNT_PROVIDERS["trakt"]
+    settings.SOCIALACCOUNT_PROVIDERS = {"trakt": {**provider, "APP": {**provider["APP"], "secret": "rotated"}}}
+    response = sign_in(client, trakt)
+    assert response.status_code == 401
+    page = response.content.decode()
+    assert "SOCIALACCOUNT_PROVIDERS" not in page and "invalid_client" not in page
+    (warning,) = [record for record in caplog.records if record.name == "django_trakt.views"]
+    assert warning.levelname == "WARNING" and 'SOCIALACCOUNT_PROVIDERS["trakt"]["APP"]' in warning.getMessage()
+    assert_nothing_saved()

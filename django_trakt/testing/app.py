@@ -206,6 +206,12 @@ class TraktApp:
             ("GET", re.compile(r"/sync/watchlist" + segment), API, self.own_watchlist),
             ("GET", re.compile(r"/users/(?P<id>[^/]+)/watchlist" + segment), API, self.user_watchlist),
             ("GET", re.compile(r"/users/(?P<id>[^/]+)/?"), PAGE, self.profile),
+            (
+                "GET",
+                re.compile(r"/(?P<kind>movies|shows)/(?P<slug>[^/]+)(?:/seasons/\d+(?:/episodes/\d+)?)?/?"),
+                PAGE,
+                self.title,
+            ),
         ]
 
     # -- WSGI entry point ---------------------------------------------------------------
@@ -418,6 +424,20 @@ class TraktApp:
             )
 
     # -- API -----------------------------------------------------------------------------------
+
+    def title(self, request: Request, params: dict[str, str]) -> Response:
+        """A movie's or show's page on the web host, so watchlist links in a site lead somewhere."""
+        wanted = "movie" if params["kind"] == "movies" else "show"
+        with self.emulator.lock:
+            for user in self.emulator.users:
+                for item in user.watchlist:
+                    media = item.media if item.kind == wanted else item.show if wanted == "show" else None
+                    if isinstance(media, dict) and media.get("ids", {}).get("slug") == params["slug"]:
+                        heading = (
+                            f"{media.get('title')} ({media.get('year')})" if media.get("year") else media.get("title")
+                        )
+                        return html_response(200, pages.message_page(str(heading), f"A {wanted} on the local Trakt."))
+        return html_response(404, pages.message_page("Not found", f"There is no such {wanted}."))
 
     def _user_by_slug(self, slug: str) -> EmulatedUser | None:
         return next((user for user in self.emulator.users if user.slug == slug), None)

@@ -189,11 +189,20 @@ class TraktEmulator:
         vip: bool = False,
         avatar: bool = True,
     ) -> EmulatedUser:
-        """Create a Trakt account (uuid: random 40 hex digits; slug: from username)."""
+        """Create a Trakt account (uuid: 40 hex digits derived from the username; slug: from username).
+
+        The uuid is what a site stores as the account's uid: deriving it from the name keeps a local
+        Trakt restarted with the same users recognisable to a site that kept its database.
+        """
         with self.lock:
+            if uuid is None:
+                seed = f"django-trakt-emulator:{username.lower()}".encode()
+                uuid = hashlib.sha1(seed, usedforsecurity=False).hexdigest()
+                if any(user.uuid == uuid for user in self._users):  # the name of a renamed user, taken again
+                    uuid = random_hex(20)
             user = EmulatedUser(
                 username=username,
-                uuid=uuid or random_hex(20),
+                uuid=uuid,
                 slug=slug or slugify(username),
                 trakt_id=next(self._user_ids),
                 name=name,
