@@ -34,6 +34,7 @@ from django.utils.translation import ngettext
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
 from django_trakt.models import TraktToken
+from django_trakt.profile import USERNAME_LOOKUP, TraktAccount
 from django_trakt.refresh import Outcome, refresh_token
 from django_trakt.revocation import unlink
 
@@ -62,10 +63,8 @@ STATUS_ADVICE: dict[str, str | Promise] = {
 
 
 def trakt_username(account: SocialAccount) -> str:
-    """The Trakt username stored with the account's profile (``extra_data``), or ``""``."""
-    data = account.extra_data if isinstance(account.extra_data, dict) else {}
-    user = data.get("user")
-    return str(user.get("username") or "") if isinstance(user, dict) else ""
+    """The Trakt username stored with the account's profile, or ``""``."""
+    return TraktAccount(account).username
 
 
 def expiry_marker(expires_at: dt.datetime | None, now: dt.datetime | None = None) -> str:
@@ -200,7 +199,7 @@ class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
 
         # The JSON key lookup works on PostgreSQL and SQLite alike; tokens are never searched.
         user_fields = [f"account__user__{name}" for name in get_adapter().get_user_search_fields()]
-        return ["account__extra_data__user__username", *user_fields]
+        return [f"account__{USERNAME_LOOKUP}", *user_fields]
 
     # -- read-only: tokens come from Trakt's consent, links go with "Revoke and unlink" -----
 

@@ -24,11 +24,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import queue
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +35,12 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from django_trakt import pending
+from django_trakt import clock, pending
 from django_trakt.conf import get_trakt_app
 from django_trakt.exceptions import TraktSiteMisconfigured
 from django_trakt.locks import database_alias, has_row_locks
 from django_trakt.models import TraktToken
+from django_trakt.profile import USERNAME_LOOKUP
 from django_trakt.redirect_uri import refresh_redirect_uri
 from django_trakt.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_with_retries
 
@@ -92,18 +92,18 @@ class RateLimiter:
 
     def __init__(self, per_second: float | None) -> None:
         self.interval = 1.0 / per_second if per_second else 0.0
-        self._next = time.monotonic()
+        self._next = clock.monotonic()
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         if not self.interval:
             return
         with self._lock:
-            now = time.monotonic()
+            now = clock.monotonic()
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            clock.sleep(start - now)
 
 
 def due_links(
@@ -118,8 +118,8 @@ def due_links(
     return links.order_by("expires_at", "pk")
 
 
-def _stream(links: Any, limit: int | None) -> Iterator[Candidate]:
-    rows = links.values_list("pk", "account_id", "account__extra_data__user__username")
+def _stream(links: Any, limit: int | None) -> Generator[Candidate, None, None]:
+    rows = links.values_list("pk", "account_id", f"account__{USERNAME_LOOKUP}")
     if limit is not None:
         rows = rows[:limit]
     for pk, account_id, username in rows.iterator(chunk_size=STREAM_CHUNK):
@@ -159,41 +159,45 @@ def refresh_due_tokens(
         if user_ids is not None:
             everything = everything.filter(account__user_id__in=user_ids)
         report.outside_margin = everything.count() - links.count()
-    if dry_run:
-        for candidate in _stream(links, limit):
+    # Closed on the way out, whatever ends the batch: the rows come from a server-side
+    # cursor on PostgreSQL, and a stream left to the garbage collector closes that cursor
+    # whenever the collector runs, possibly in the middle of another query on the same
+    # connection, which then waits for itself forever.
+    with contextlib.closing(_stream(links, limit)) as candidates:
+        if dry_run:
+            for candidate in candidates:
+                if on_result:
+                    on_result(candidate, None)
+            return report
+
+        report.abandoned_revoked = _revoke_abandoned_grants()
+        limiter = RateLimiter(max_rate)
+
+        def refresh_one(candidate: Candidate) -> RefreshResult:
+            limiter.wait()
+            try:
+                return refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
+            except TraktSiteMisconfigured:
+                raise
+            except Exception as err:  # one broken row must not stop the batch
+                logger.exception("Unexpected error refreshing Trakt link %s", candidate.pk)
+                return RefreshResult(Outcome.FAILED, None, f"unexpected error: {type(err).__name__}")
+
+        def record(candidate: Candidate, result: RefreshResult) -> None:
+            report.counts[result.outcome] += 1
             if on_result:
-                on_result(candidate, None)
-        return report
+                on_result(candidate, result)
 
-    report.abandoned_revoked = _revoke_abandoned_grants()
-    limiter = RateLimiter(max_rate)
-
-    def refresh_one(candidate: Candidate) -> RefreshResult:
-        limiter.wait()
-        try:
-            return refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
-        except TraktSiteMisconfigured:
-            raise
-        except Exception as err:  # one broken row must not stop the batch
-            logger.exception("Unexpected error refreshing Trakt link %s", candidate.pk)
-            return RefreshResult(Outcome.FAILED, None, f"unexpected error: {type(err).__name__}")
-
-    def record(candidate: Candidate, result: RefreshResult) -> None:
-        report.counts[result.outcome] += 1
-        if on_result:
-            on_result(candidate, result)
-
-    if concurrency <= 1:
-        # In the calling thread (and its database connection, transaction included).
-        for candidate in _stream(links, limit):
-            record(candidate, refresh_one(candidate))
-        return report
-    candidates = _stream(links, limit)
-    # The first link alone: a fault of the site's configuration then stops the batch after
-    # one request to Trakt, not one per worker.
-    if (first := next(candidates, None)) is not None:
-        record(first, refresh_one(first))
-    _run_threaded(candidates, refresh_one, record, concurrency)
+        if concurrency <= 1:
+            # In the calling thread (and its database connection, transaction included).
+            for candidate in candidates:
+                record(candidate, refresh_one(candidate))
+            return report
+        # The first link alone: a fault of the site's configuration then stops the batch after
+        # one request to Trakt, not one per worker.
+        if (first := next(candidates, None)) is not None:
+            record(first, refresh_one(first))
+        _run_threaded(candidates, refresh_one, record, concurrency)
     return report
 
 
@@ -222,57 +226,57 @@ def _run_threaded(
     record: Callable[[Candidate, RefreshResult], None],
     concurrency: int,
 ) -> None:
-    """Feed ``concurrency`` worker threads through a bounded queue; record results
-    in the calling thread (so ``on_result`` needs no locking)."""
-    work: queue.Queue[Candidate | None] = queue.Queue(maxsize=2 * concurrency)
-    results: queue.Queue[tuple[Candidate, RefreshResult]] = queue.Queue()
+    """Refresh on ``concurrency`` worker threads, at most ``2 * concurrency`` links in flight
+    (the stream is read as the work goes, never all at once); results are recorded in the
+    calling thread, so ``on_result`` needs no locking.
+
+    A site fault stops the batch: nothing more is submitted, what has not started is
+    cancelled, what is running finishes and is recorded, then the fault is raised.
+    """
+    alias = database_alias()
+    worker_connections: list[Any] = []
     faults: list[TraktSiteMisconfigured] = []
 
-    def worker() -> None:
-        try:
-            while (candidate := work.get()) is not None:
-                if faults:
-                    continue  # a site fault stopped the batch: drain the queue untried
-                try:
-                    results.put((candidate, refresh_one(candidate)))
-                except TraktSiteMisconfigured as err:
-                    faults.append(err)
-        finally:
-            # Each thread has its own database connection: give it back.
-            connections[database_alias()].close()
+    def adopt_connection() -> None:
+        # Each worker thread opens its own connection; they are closed from here once the
+        # pool has stopped (Django allows that only for connections marked as shared).
+        connection = connections[alias]
+        connection.inc_thread_sharing()
+        worker_connections.append(connection)
 
-    def drain() -> None:
-        while True:
+    def collect(done: Iterable[Future[RefreshResult]], submitted: dict[Future[RefreshResult], Candidate]) -> None:
+        for future in done:
+            candidate = submitted.pop(future)
+            if future.cancelled():
+                continue
             try:
-                record(*results.get_nowait())
-            except queue.Empty:
-                break
-        if faults:
-            raise faults[0]
+                result = future.result()
+            except TraktSiteMisconfigured as err:
+                faults.append(err)
+                continue
+            record(candidate, result)
 
-    threads = [threading.Thread(target=worker, name=f"trakt-refresh-{n}", daemon=True) for n in range(concurrency)]
-    for thread in threads:
-        thread.start()
+    submitted: dict[Future[RefreshResult], Candidate] = {}
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="trakt-refresh", initializer=adopt_connection)
     try:
         for candidate in candidates:
-            while True:
-                try:
-                    work.put(candidate, timeout=0.05)
-                    break
-                except queue.Full:
-                    drain()
-            drain()
+            submitted[pool.submit(refresh_one, candidate)] = candidate
+            if len(submitted) >= 2 * concurrency:
+                done, _running = wait(submitted, return_when=FIRST_COMPLETED)
+                collect(done, submitted)
+            if faults:
+                break
+        if faults:
+            for future in submitted:
+                future.cancel()
+        for future in as_completed(list(submitted)):
+            collect([future], submitted)
     finally:
-        for _ in threads:
-            work.put(None)
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.05)
-                _drain_quietly(drain)
-    drain()
-
-
-def _drain_quietly(drain: Callable[[], None]) -> None:
-    # While the workers wind down, a fault is kept for the final drain to raise.
-    with contextlib.suppress(TraktSiteMisconfigured):
-        drain()
+        for future in submitted:
+            future.cancel()
+        pool.shutdown(wait=True)
+        for connection in worker_connections:
+            connection.close()
+            connection.dec_thread_sharing()
+    if faults:
+        raise faults[0]

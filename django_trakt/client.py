@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.db import connections
 from django.views.decorators.debug import sensitive_variables
 
+from django_trakt import clock
 from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.exceptions import (
     TokenDecryptionError,
@@ -35,9 +35,10 @@ from django_trakt.exceptions import (
     TraktRefreshFailed,
     TraktUnauthorized,
 )
-from django_trakt.http import decode_json, get_user_settings, send, trakt_headers  # re-exported
+from django_trakt.http import decode_json, send
 from django_trakt.locks import database_alias
 from django_trakt.models import TraktToken
+from django_trakt.profile import trakt_accounts_of
 from django_trakt.refresh import ON_DEMAND_MARGIN, Outcome, RefreshResult, is_due, on_own_connection, refresh_token
 
 logger = logging.getLogger(__name__)
@@ -78,10 +79,10 @@ class TraktClient:
         :class:`TraktReauthorizationRequired` when that cannot work."""
         if user is None or not getattr(user, "is_authenticated", False):
             raise TraktNotLinked("An anonymous user has no Trakt link.")
+        # The token of the user's Trakt account (profile.trakt_account_of), in one query.
         token = (
             TraktToken.objects.select_related("account")
-            .filter(account__user_id=user.pk, account__provider="trakt")
-            .order_by("pk")
+            .filter(account=trakt_accounts_of(user).values("pk")[:1])
             .first()
         )
         if token is None:
@@ -189,7 +190,7 @@ class TraktClient:
         except TraktRateLimited as err:
             if err.retry_after is None or err.retry_after > self.max_retry_wait:
                 raise
-            time.sleep(err.retry_after)
+            clock.sleep(err.retry_after)
             return attempt()
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -229,4 +230,4 @@ def _can_refresh_on_own_thread() -> bool:
     return not (in_memory is not None and in_memory())
 
 
-__all__ = ["TraktClient", "decode_json", "get_user_settings", "send", "trakt_headers"]
+__all__ = ["TraktClient"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +53,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from django_trakt import device, http, oauth
+from django_trakt import clock, device, http, oauth
 from django_trakt.cache import cache_call, release_lock, take_lock
 from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
 from django_trakt.device import DeviceStatus
@@ -94,11 +93,6 @@ NOTHING_PENDING = _("No linking by code is in progress.")
 LINK_FAILED = _("Trakt approved, but the link could not be completed. Please start again.")
 OTHER_USER = _("This Trakt account is already linked to another user of this site.")
 REFUSED = _("This site did not accept that Trakt account.")
-
-
-def _clock() -> float:
-    """Seconds since the epoch; one place, so tests can move time forward."""
-    return time.time()
 
 
 @dataclass
@@ -176,7 +170,7 @@ def _starts_key(request: HttpRequest) -> str:
 def _spend_start(request: HttpRequest, now: float) -> int:
     """Count one start against the user's budget: 0 if it may ask Trakt, else the seconds to wait.
 
-    The budget is a sliding window of start times (by ``_clock``, so tests can move it),
+    The budget is a sliding window of start times (by ``clock.now``, so tests can move it),
     read and written under the user's start lock. Every start that asks Trakt counts,
     whether Trakt then answers or not: the budget is about calls, not codes.
     """
@@ -288,7 +282,7 @@ def device_start(request: HttpRequest) -> HttpResponse:
         # A double click, or a script: one start of this user at a time asks Trakt.
         return _render_wait(request, _busy_message(START_BUSY_WAIT), START_BUSY_WAIT, next_url)
     try:
-        now = _clock()
+        now = clock.now()
         wait = _spend_start(request, now)
         if wait:
             logger.info("Linking by code: user %s is over the start budget, not asking Trakt", request.user.pk)
@@ -300,7 +294,7 @@ def device_start(request: HttpRequest) -> HttpResponse:
             return _render_start(request, error=START_FAILED, next_url=next_url)
     finally:
         release_lock(lock_key, ticket)
-    now = _clock()
+    now = clock.now()
     _save(
         request,
         {
@@ -327,7 +321,7 @@ def device_pending(request: HttpRequest) -> HttpResponse:
     pending = _pending(request)
     if pending is None:
         return redirect("django_trakt:device_start")
-    now = _clock()
+    now = clock.now()
     if _shared(pending) is not None:
         # Another request already finished this code: its poll gives the answer.
         pending["next_poll_at"] = now
@@ -380,7 +374,7 @@ def _poll(request: HttpRequest) -> Outcome:
     pending = _pending(request)
     if pending is None:
         return Outcome("none", NOTHING_PENDING, final=True)
-    now = _clock()
+    now = clock.now()
     if now >= float(pending["expires_at"]):
         _drop(request)
         return Outcome(DeviceStatus.EXPIRED, FINAL_MESSAGES[DeviceStatus.EXPIRED], final=True)

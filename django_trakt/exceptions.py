@@ -137,6 +137,13 @@ class TraktServerError(TraktAPIError):
     """5xx (and Cloudflare's 52x): Trakt is down or overloaded; try again later."""
 
 
+class ImageRefused(TraktError):
+    """An image was not fetched: a refused URL or address, an HTTP error, too big, not an image.
+
+    Never shown to a visitor: the image views serve the default image instead.
+    """
+
+
 class TraktRefreshFailed(TraktError):
     """The token had expired and refreshing it failed for a transient reason
     (Trakt down, slow or rate-limiting); the stored token is unchanged: try later."""

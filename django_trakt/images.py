@@ -46,8 +46,9 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import LocationValueError
 
 from django_trakt.cache import cache_call
-from django_trakt.conf import PROVIDER_ID, trakt_settings
-from django_trakt.exceptions import TraktError
+from django_trakt.conf import trakt_settings
+from django_trakt.exceptions import ImageRefused
+from django_trakt.profile import TraktAccount
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _POSTER_SALT = "django_trakt.images.poster"
 _AVATAR_SALT = "django_trakt.images.avatar"
-
-
-class ImageRefused(TraktError):
-    """An image was not fetched: a refused URL or address, an HTTP error, too big, not an image."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -586,12 +583,8 @@ def default_image_url(kind: str) -> str:
 
 
 def avatar_source(account: Any) -> str | None:
-    """The avatar URL of a Trakt ``SocialAccount``'s profile (``user.images.avatar.full``)."""
-    data = getattr(account, "extra_data", None)
-    user = data.get("user") if isinstance(data, dict) else None
-    images = user.get("images") if isinstance(user, dict) else None
-    avatar = images.get("avatar") if isinstance(images, dict) else None
-    return normalize_source(avatar.get("full")) if isinstance(avatar, dict) else None
+    """The avatar URL of a Trakt ``SocialAccount``'s profile, normalized (None: none we could use)."""
+    return normalize_source(TraktAccount(account).avatar_source) if account is not None else None
 
 
 def avatar_key(account_id: Any, source_url: str) -> str:
@@ -613,20 +606,6 @@ def avatar_url(account: Any) -> str | None:
     except NoReverseMatch:
         logger.warning('django_trakt.site_urls is not included in the URLconf: path("trakt/", include(...))')
         return None
-
-
-def trakt_account_of(user: Any) -> Any:
-    """The user's Trakt ``SocialAccount`` (the first linked), or None; one query."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    from allauth.socialaccount.models import SocialAccount
-
-    return (
-        SocialAccount.objects.filter(user_id=user.pk, provider=PROVIDER_ID)
-        .only("pk", "uid", "provider", "extra_data")
-        .order_by("pk")
-        .first()
-    )
 
 
 # -- posters: signed local URLs ------------------------------------------------------------------

@@ -23,7 +23,6 @@ import enum
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import durability, oauth, signals
+from django_trakt import clock, durability, oauth, signals
 from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.exceptions import (
     TokenDecryptionError,
@@ -332,7 +331,7 @@ def refresh_with_retries(
     ``max_retry_after`` seconds, else left for the next run. The row lock is not held
     while waiting.
     """
-    sleep = sleep or time.sleep
+    sleep = sleep or clock.sleep
     attempt = 0
     while True:
         result = refresh_token(token, force=force, within=within, app=app, skip_locked=skip_locked)

@@ -46,6 +46,7 @@ from django_trakt.conf import PROVIDER_ID, get_trakt_app
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktError
 from django_trakt.locks import lock_token
 from django_trakt.models import TraktToken
+from django_trakt.profile import AVATAR_LOOKUP, TraktAccount
 from django_trakt.signals import link_revoked
 
 logger = logging.getLogger(__name__)
@@ -160,12 +161,8 @@ def _revoke_on_unlink(sender: Any, instance: SocialAccount, using: str, **kwargs
 
 
 def _avatar_of(extra_data: Any) -> str | None:
-    """The avatar URL as the profile stores it (``user.images.avatar.full``), un-normalized."""
-    user = extra_data.get("user") if isinstance(extra_data, dict) else None
-    found = user.get("images") if isinstance(user, dict) else None
-    avatar = found.get("avatar") if isinstance(found, dict) else None
-    full = avatar.get("full") if isinstance(avatar, dict) else None
-    return full if isinstance(full, str) and full.strip() else None
+    """The avatar URL as the profile stores it, un-normalized."""
+    return TraktAccount.of_document(extra_data).avatar_source
 
 
 def _spellings(avatar: str, source: str) -> list[str]:
@@ -184,7 +181,7 @@ def _forget_avatar(account_id: Any, avatar: str, using: str) -> None:
             return
         shared = (
             SocialAccount.objects.using(using)
-            .filter(provider=PROVIDER_ID, extra_data__user__images__avatar__full__in=_spellings(avatar, source))
+            .filter(provider=PROVIDER_ID, **{f"{AVATAR_LOOKUP}__in": _spellings(avatar, source)})
             .exclude(pk=account_id)
             .exists()
         )

@@ -44,7 +44,6 @@ import json
 import logging
 import math
 import re
-import time
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -53,7 +52,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import images
+from django_trakt import clock, images
 from django_trakt.cache import cache_call
 from django_trakt.client import PAGE_SIZE, TraktClient
 from django_trakt.conf import trakt_settings
@@ -354,11 +353,6 @@ def _activity_marker(document: Any, list_type: str) -> str | None:
     return json.dumps([updated, per_type])
 
 
-def _now() -> float:
-    """The clock of freshness and backoff decisions (tests replace it)."""
-    return time.time()
-
-
 def _missing_key(owner_key: str) -> str:
     """An unknown or private public user: one entry for all its types and sorts."""
     return f"django_trakt:watchlist:v{CACHE_VERSION}:{owner_key}:missing"
@@ -377,7 +371,7 @@ def _budget_key(scope: str, window: int) -> str:
 def spend_page_call(scope: str) -> WatchlistError:
     """Count one Trakt call against the budget of ``scope``: ``NONE`` if it may be sent, else why not.
 
-    A fixed window per ``TRAKT_PAGE_CALL_PERIOD``, numbered from :func:`_now`: the key
+    A fixed window per ``TRAKT_PAGE_CALL_PERIOD``, numbered from :func:`clock.now`: the key
     names the window, so the count restarts when the clock (real or a test's) enters
     the next one, whatever the cache's own expiry does. Counted with ``add`` then
     ``incr``, both atomic in Django's cache backends (not the database cache, whose
@@ -389,7 +383,7 @@ def spend_page_call(scope: str) -> WatchlistError:
     if budget <= 0:
         return WatchlistError.BUSY  # the site chose: pages only ever show what is cached
     period = trakt_settings.PAGE_CALL_PERIOD
-    key = _budget_key(scope, int(_now() // period))
+    key = _budget_key(scope, int(clock.now() // period))
     # Outlives its window in real time, so a count is never dropped while its window lasts.
     seconds = math.ceil(period) + 60
     if cache_call("add", key, 0, seconds) is None:
@@ -456,7 +450,7 @@ class _PageClient(TraktClient):
         except TraktRateLimited as err:
             if err.retry_after is None or err.retry_after > self.page_retry_wait:
                 raise
-            time.sleep(err.retry_after)
+            clock.sleep(err.retry_after)
             self._spend()
             return super()._send_once_more_if_short_wait(method, url, access_token, params, json)
 
@@ -516,7 +510,7 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
     entry = cache_call("get", key)
     if not (isinstance(entry, dict) and entry.get("v") == CACHE_VERSION):
         entry = None
-    now = _now()
+    now = clock.now()
     usable = entry is not None and _covers(entry, limit)
     if usable and now - entry["at"] < trakt_settings.WATCHLIST_TTL:
         return _result(entry, list_type, limit)

@@ -16,7 +16,7 @@ from django.core.cache.backends.base import BaseCache
 from django.db.models.signals import post_migrate
 from django.utils import timezone
 
-from django_trakt import watchlist
+from django_trakt import clock as app_clock
 from django_trakt.models import TraktToken
 from django_trakt.testing import TraktEmulator
 from django_trakt.tokens import grant_from_response
@@ -107,7 +107,7 @@ def linked(trakt, db):
 
 
 class Clock:
-    """The watchlist module's clock, moved by hand instead of sleeping."""
+    """The app's clock (django_trakt.clock.now), moved by hand instead of sleeping."""
 
     def __init__(self) -> None:
         self.now = time.time()
@@ -119,7 +119,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = Clock()
-    monkeypatch.setattr(watchlist, "_now", lambda: fake.now)
+    monkeypatch.setattr(app_clock, "now", lambda: fake.now)
     return fake
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import types
 from io import StringIO
 
 import pytest
@@ -14,6 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from django_trakt import batch
+from django_trakt import clock as app_clock
 from django_trakt.batch import RateLimiter, refresh_due_tokens
 from django_trakt.models import TraktToken
 from django_trakt.refresh import Outcome
@@ -28,7 +28,7 @@ def snapshot(token):
 
 
 class FakeClock:
-    """``time`` for batch.py: a monotonic clock that only moves when it sleeps."""
+    """The app's clock for the batch: a monotonic clock that only moves when it sleeps."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
@@ -45,7 +45,8 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(batch, "time", types.SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep))
+    monkeypatch.setattr(app_clock, "monotonic", fake.monotonic)
+    monkeypatch.setattr(app_clock, "sleep", fake.sleep)
     return fake
 
 

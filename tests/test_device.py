@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_trakt import __version__, device_views
+from django_trakt import clock as app_clock
 from django_trakt.models import TraktToken
 from django_trakt.tokens import grant_from_response
 
@@ -47,7 +48,7 @@ class Clock:
 def moving_clock(trakt, monkeypatch) -> Clock:
     """The device pages' clock, moved by hand together with the local Trakt's."""
     moving = Clock(trakt)
-    monkeypatch.setattr(device_views, "_clock", lambda: moving.now)
+    monkeypatch.setattr(app_clock, "now", lambda: moving.now)
     return moving
 
 

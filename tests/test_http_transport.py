@@ -116,7 +116,7 @@ def test_user_settings_returns_profile_document(trakt):
 @pytest.mark.parametrize("value", ["Wed, 21 Oct 2015 07:28:00 GMT", "soon"])
 def test_retry_after_not_a_number_is_raised_at_once_without_waiting(trakt, linked, monkeypatch, value):
     waits = []
-    monkeypatch.setattr("django_trakt.client.time.sleep", waits.append)
+    monkeypatch.setattr("django_trakt.clock.sleep", waits.append)
     user, _token = linked(expires_in=FRESH)
     trakt.fail_next(
         "/users/settings", status=429, json={"error": "rate_limit_exceeded"}, headers={"Retry-After": value}

@@ -203,7 +203,7 @@ def test_a_fetch_of_several_pages_counts_each_page(trakt, window, settings):
 
 
 def test_the_retry_of_a_short_429_is_a_call_too(trakt, people, window, settings, monkeypatch):
-    monkeypatch.setattr("django_trakt.client.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("django_trakt.clock.sleep", lambda seconds: None)
     settings.TRAKT_PAGE_RETRY_WAIT = 1
     settings.TRAKT_PAGE_CALL_BUDGET = 1
     trakt.rate_limit_next(PUBLIC, retry_after=1)

@@ -167,7 +167,7 @@ def test_command_needs_reauth_is_reported_and_exits_zero(trakt, linked, inject):
 
 @pytest.mark.parametrize("inject", TRANSIENT.values(), ids=TRANSIENT.keys())
 def test_command_transient_failure_exits_nonzero_and_keeps_token(trakt, linked, inject, monkeypatch):
-    monkeypatch.setattr("django_trakt.refresh.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("django_trakt.clock.sleep", lambda seconds: None)
     _user, token = linked(expires_in=EXPIRED)
     before = snapshot(token)
     inject(trakt)
@@ -180,7 +180,7 @@ def test_command_transient_failure_exits_nonzero_and_keeps_token(trakt, linked, 
 
 def test_command_retries_5xx_with_backoff_then_succeeds(trakt, linked, monkeypatch):
     waits = []
-    monkeypatch.setattr("django_trakt.refresh.time.sleep", waits.append)
+    monkeypatch.setattr("django_trakt.clock.sleep", waits.append)
     linked(expires_in=EXPIRED)
     trakt.fail_next("/oauth/token", status=502, times=2)
     assert "1 refreshed" in run()
@@ -189,7 +189,7 @@ def test_command_retries_5xx_with_backoff_then_succeeds(trakt, linked, monkeypat
 
 def test_command_honours_short_retry_after_and_leaves_long_one(trakt, linked, monkeypatch):
     waits = []
-    monkeypatch.setattr("django_trakt.refresh.time.sleep", waits.append)
+    monkeypatch.setattr("django_trakt.clock.sleep", waits.append)
     linked(expires_in=EXPIRED)
     trakt.rate_limit_next("/oauth/token", retry_after=3)
     assert "1 refreshed" in run()

@@ -11,6 +11,7 @@ from django.test import SimpleTestCase
 from django.test.utils import CaptureQueriesContext
 
 from django_trakt import images
+from django_trakt.templatetags import trakt as trakt_tags
 
 pytestmark = pytest.mark.django_db
 
@@ -321,7 +322,7 @@ def test_avatar_tag_never_raises(trakt, linked, monkeypatch):
     def boom(user):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(images, "trakt_account_of", boom)
+    monkeypatch.setattr(trakt_tags, "trakt_account_of", boom)
     assert DEFAULT_AVATAR in render("{% trakt_avatar user %}", user=user)
 
 

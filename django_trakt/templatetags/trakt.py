@@ -26,6 +26,7 @@ from django.template.context import Context
 from django.template.library import parse_bits
 
 from django_trakt import images
+from django_trakt.profile import TraktAccount, trakt_account_of
 from django_trakt.watchlist import WatchlistError, WatchlistResult, get_watchlist
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,10 @@ def avatar_context(user: Any, size: Any = DEFAULT_AVATAR_SIZE, css_class: str = 
     pixels = min(max(pixels, 1), 1024)
     src, alt = "", ""
     try:
-        account = images.trakt_account_of(user)
+        account = trakt_account_of(user)
         if account is not None:
             src = images.avatar_url(account) or ""
-            trakt_user = (account.extra_data or {}).get("user") or {}
-            alt = str(trakt_user.get("username") or "") if isinstance(trakt_user, dict) else ""
+            alt = TraktAccount(account).username
     except Exception:
         logger.exception("The Trakt avatar could not be looked up")
     return {
