@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
 from django.db import models
@@ -200,22 +201,27 @@ class TraktToken(models.Model):
             return status, last_error
         return flag, str(cls.DECRYPTION_ERRORS[flag])
 
+    @classmethod
+    def log_decryption_state(cls, account_id: Any, status: str) -> None:
+        """Say what a link's decryption state means for the operator (reads and key rotation)."""
+        if status == cls.Status.CORRUPTED:
+            logger.error(
+                "Trakt token of account %s is damaged (its ciphertext does not decrypt with the right key); "
+                "the user must sign in with Trakt again",
+                account_id,
+            )
+        elif status == cls.Status.UNREADABLE:
+            logger.error("Trakt token of account %s cannot be decrypted; check TRAKT_TOKEN_KEYS", account_id)
+        else:
+            logger.info("Trakt token of account %s decrypts again; the link is active", account_id)
+
     def check_decryption(self) -> dict[str, TokenDecryptionError]:
         """Try both columns, flag or heal the link to match (saved if it is), and return :meth:`diagnose`'s errors."""
         errors = self.diagnose(self.access_token_encrypted, self.refresh_token_encrypted)
         status, last_error = self.checked_state(self.status, self.last_error, errors)
         if (status, last_error) == (self.status, self.last_error):
             return errors
-        if status == self.Status.CORRUPTED:
-            logger.error(
-                "Trakt token of account %s is damaged (its ciphertext does not decrypt with the right key); "
-                "the user must sign in with Trakt again",
-                self.account_id,
-            )
-        elif status == self.Status.UNREADABLE:
-            logger.error("Trakt token of account %s cannot be decrypted; check TRAKT_TOKEN_KEYS", self.account_id)
-        else:
-            logger.info("Trakt token of account %s decrypts again; the link is active", self.account_id)
+        self.log_decryption_state(self.account_id, status)
         previous = self.status
         self.status, self.last_error = status, last_error
         if self.pk:

@@ -128,13 +128,13 @@ def _rotate_batch(current: Fernet, pks: list[int], *, dry_run: bool) -> Rotation
             state = TraktToken.checked_state(status, last_error, errors)
             if state != (status, last_error):
                 changes[state].append(pk)
-            if TraktToken.decryption_status(errors) == TraktToken.Status.CORRUPTED:
-                logger.error("Trakt token of account %s cannot be decrypted: its ciphertext is damaged", account_id)
-                corrupted += 1
-                continue
-            if errors:
-                logger.error("Trakt token of account %s cannot be decrypted with any configured key", account_id)
-                unreadable += 1
+            flag = TraktToken.decryption_status(errors)
+            if flag is not None:
+                TraktToken.log_decryption_state(account_id, flag)
+                if flag == TraktToken.Status.CORRUPTED:
+                    corrupted += 1
+                else:
+                    unreadable += 1
                 continue
             new_access, new_refresh = _reencrypted(current, access), _reencrypted(current, refresh)
             if (new_access, new_refresh) == (access, refresh):
