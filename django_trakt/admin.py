@@ -34,7 +34,7 @@ from django.utils.translation import ngettext
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
 from django_trakt.models import TraktToken
-from django_trakt.profile import USERNAME_LOOKUP, TraktAccount
+from django_trakt.profile import USERNAME_LOOKUP, TraktProfile
 from django_trakt.refresh import Outcome, refresh_token
 from django_trakt.revocation import unlink
 
@@ -64,7 +64,7 @@ STATUS_ADVICE: dict[str, str | Promise] = {
 
 def trakt_username(account: SocialAccount) -> str:
     """The Trakt username stored with the account's profile, or ``""``."""
-    return TraktAccount(account).username
+    return TraktProfile(account).username
 
 
 def expiry_marker(expires_at: dt.datetime | None, now: dt.datetime | None = None) -> str:

@@ -48,7 +48,7 @@ from urllib3.exceptions import LocationValueError
 from django_trakt.cache import cache_call
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import ImageRefused
-from django_trakt.profile import TraktAccount
+from django_trakt.profile import TraktProfile
 
 logger = logging.getLogger(__name__)
 
@@ -584,7 +584,7 @@ def default_image_url(kind: str) -> str:
 
 def avatar_source(account: Any) -> str | None:
     """The avatar URL of a Trakt ``SocialAccount``'s profile, normalized (None: none we could use)."""
-    return normalize_source(TraktAccount(account).avatar_source) if account is not None else None
+    return normalize_source(TraktProfile(account).avatar_source) if account is not None else None
 
 
 def avatar_key(account_id: Any, source_url: str) -> str:

@@ -1,9 +1,9 @@
 """A Trakt user's profile as this app keeps it: ``SocialAccount.extra_data``.
 
 The one place that knows the shape of Trakt's ``/users/settings`` document: what is
-kept of it (:func:`trim_extra_data`) and how each part is read (:class:`TraktAccount`,
-allauth's account class of the provider). Imported by the template tags, so it imports
-nothing of the sign-in machinery.
+kept of it (:func:`trim_extra_data`) and how each part is read (:class:`TraktProfile`,
+the base of the provider's account class). Imported by every layer (template tags
+included), so it imports nothing above the models.
 """
 
 from __future__ import annotations
@@ -72,13 +72,17 @@ def trakt_account_of(user: Any) -> Any:
 
 
 #: Database lookups into ``SocialAccount.extra_data`` (for filters and ``values_list``),
-#: the query-side twins of :class:`TraktAccount`'s properties.
+#: the query-side twins of :class:`TraktProfile`'s properties.
 USERNAME_LOOKUP = "extra_data__user__username"
 AVATAR_LOOKUP = "extra_data__user__images__avatar__full"
 
 
-class TraktAccount(ProviderAccount):
+class TraktProfile(ProviderAccount):
     """A Trakt ``SocialAccount`` as a profile: the one reader of ``extra_data``.
+
+    The base of the provider's account class (``provider.TraktAccount``, which adds the
+    avatar URL, served by this site's image views); this one needs nothing above the
+    models, so every layer can read a profile.
 
     ``extra_data`` is the trimmed ``/users/settings`` document (:func:`trim_extra_data`).
     Everything that shows or uses a part of it (admin, template tags, images, the
@@ -88,7 +92,7 @@ class TraktAccount(ProviderAccount):
     """
 
     @classmethod
-    def of_document(cls, document: Any) -> TraktAccount:
+    def of_document(cls, document: Any) -> TraktProfile:
         from allauth.socialaccount.models import SocialAccount
 
         return cls(SocialAccount(provider=PROVIDER_ID, extra_data=document if isinstance(document, dict) else {}))
@@ -129,14 +133,6 @@ class TraktAccount(ProviderAccount):
         if not self.slug:
             return None
         return f"{trakt_settings.WEB_URL}/users/{self.slug}"
-
-    def get_avatar_url(self) -> str | None:
-        # Trakt forbids hotlinking its images, the avatar included: never hand out
-        # the profile's image URL, only this site's copy (django_trakt.image_views);
-        # None when the profile has no avatar we would fetch.
-        from django_trakt.images import avatar_url
-
-        return avatar_url(self.account)
 
     def to_str(self) -> str:
         return self.username or super().to_str()

@@ -8,8 +8,19 @@ from allauth.socialaccount.providers.base import ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
 
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.profile import TraktAccount, trim_extra_data
+from django_trakt.images import avatar_url
+from django_trakt.profile import TraktProfile, trim_extra_data
 from django_trakt.views import TraktOAuth2Adapter
+
+
+class TraktAccount(TraktProfile):
+    """allauth's account class for Trakt: the profile, plus the avatar as this site serves it."""
+
+    def get_avatar_url(self) -> str | None:
+        # Trakt forbids hotlinking its images, the avatar included: never hand out
+        # the profile's image URL, only this site's copy (django_trakt.image_views);
+        # None when the profile has no avatar we would fetch.
+        return avatar_url(self.account)
 
 
 class TraktProvider(OAuth2Provider):

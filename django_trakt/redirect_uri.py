@@ -12,15 +12,15 @@ disagree with what the login sends.
 
 from __future__ import annotations
 
+from allauth.socialaccount.providers.oauth2.views import OAuth2Adapter
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.http.request import split_domain_port
 
-from django_trakt.conf import trakt_settings
+from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.exceptions import TraktSiteMisconfigured
-from django_trakt.views import TraktOAuth2Adapter
 
 #: The domain Django's sites framework creates by default: a Site still on it cannot be
 #: the host registered with Trakt.
@@ -55,6 +55,17 @@ class SiteRequest(HttpRequest):
         return self.META["HTTP_HOST"]
 
 
+class TraktCallbackAdapter(OAuth2Adapter):
+    """allauth's OAuth2 adapter for Trakt as far as the callback URL goes.
+
+    ``views.TraktOAuth2Adapter`` (the sign-in) builds on this class, so the redirect URI a
+    refresh sends and the one the sign-in sent are built by the same code, and the link
+    lifecycle needs nothing of the sign-in's views.
+    """
+
+    provider_id = PROVIDER_ID
+
+
 def trakt_callback_url(request: HttpRequest | None = None) -> str:
     """The redirect URI allauth sends to Trakt when the login starts from ``request``.
 
@@ -62,7 +73,7 @@ def trakt_callback_url(request: HttpRequest | None = None) -> str:
     ``Site``'s domain and ``ACCOUNT_DEFAULT_HTTP_PROTOCOL``) and raises
     ``ImproperlyConfigured`` when the sites framework is not installed.
     """
-    adapter = TraktOAuth2Adapter(request)
+    adapter = TraktCallbackAdapter(request)
     # allauth's OAuth2Adapter.get_callback_url does not use the app.
     return str(adapter.get_callback_url(request, None))
 

@@ -7,13 +7,14 @@ from typing import Any
 
 from allauth.socialaccount.models import SocialApp, SocialLogin, SocialToken
 from allauth.socialaccount.providers.oauth2.client import OAuth2Client, OAuth2Error
-from allauth.socialaccount.providers.oauth2.views import OAuth2Adapter, OAuth2CallbackView, OAuth2LoginView
+from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView, OAuth2LoginView
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import crypto, http, oauth, pending
-from django_trakt.conf import PROVIDER_ID, trakt_settings
+from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktConfigurationError, TraktError, TraktSiteMisconfigured
+from django_trakt.redirect_uri import TraktCallbackAdapter
 from django_trakt.tokens import TokenGrant
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,7 @@ class TraktOAuth2Client(OAuth2Client):
             raise OAuth2Error(f"Trakt token exchange failed: {err}") from err
 
 
-class TraktOAuth2Adapter(OAuth2Adapter):
-    provider_id = PROVIDER_ID
+class TraktOAuth2Adapter(TraktCallbackAdapter):
     client_class = TraktOAuth2Client
 
     # Hosts are read at run time, so a site (or a test) can point at staging or at

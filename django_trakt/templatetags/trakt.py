@@ -26,7 +26,7 @@ from django.template.context import Context
 from django.template.library import parse_bits
 
 from django_trakt import images
-from django_trakt.profile import TraktAccount, trakt_account_of
+from django_trakt.profile import TraktProfile, trakt_account_of
 from django_trakt.watchlist import WatchlistError, WatchlistResult, get_watchlist
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def avatar_context(user: Any, size: Any = DEFAULT_AVATAR_SIZE, css_class: str = 
         account = trakt_account_of(user)
         if account is not None:
             src = images.avatar_url(account) or ""
-            alt = TraktAccount(account).username
+            alt = TraktProfile(account).username
     except Exception:
         logger.exception("The Trakt avatar could not be looked up")
     return {
