@@ -376,8 +376,21 @@ class TraktSocialAccountAdmin(SocialAccountAdmin):
         return inlines
 
 
+def _registered_admin(site: admin.AdminSite, model: type[Any]) -> Any:
+    """The ModelAdmin ``site`` has for ``model``, or None."""
+    if not site.is_registered(model):
+        return None
+    get_model_admin = getattr(site, "get_model_admin", None)
+    if get_model_admin is not None:
+        return get_model_admin(model)
+    # Django 4.2 has no public accessor (AdminSite.get_model_admin is new in 5.0): its
+    # registry is the only place to tell allauth's admin from a site's own. Goes with 4.2.
+    return site._registry.get(model)  # pragma: no cover - Django 4.2 only
+
+
 # Importing allauth.socialaccount.admin (above) has registered allauth's admin. Extend it
-# only when it is allauth's own class: a site that registered its own keeps it.
-if type(admin.site._registry.get(SocialAccount)) is SocialAccountAdmin:
+# only when it is allauth's own class (exactly: a subclass is a site's own): a site that
+# registered its own keeps it. Replaced the documented way, unregister then register.
+if type(_registered_admin(admin.site, SocialAccount)) is SocialAccountAdmin:
     admin.site.unregister(SocialAccount)
     admin.site.register(SocialAccount, TraktSocialAccountAdmin)

@@ -25,7 +25,7 @@ from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktMalformedResponse, TraktRateLimited
 from django_trakt.http import decode_json, error_for_response, send
 from django_trakt.numbers import finite_number
-from django_trakt.tokens import TokenGrant, grant_from_response
+from django_trakt.tokens import TokenAnswer, TokenGrant, grant_from_response
 
 #: What Trakt documents when a device code answer leaves them out.
 DEFAULT_EXPIRES_IN = 600
@@ -78,13 +78,17 @@ _STATUS_BY_CODE = {
 class DevicePoll:
     """One answer of ``/oauth/device/token``: a status, and the grant once approved.
 
+    ``answer`` is the approval as Trakt sent it, for allauth's ``parse_token`` (the device
+    link completes through allauth like a redirect connect); ``grant`` is what it means.
     ``retry_after`` is Trakt's ``Retry-After`` on a 429, when it sent one.
-    (:class:`~django_trakt.tokens.TokenGrant` hides its tokens in ``repr``.)
+    (:class:`~django_trakt.tokens.TokenGrant` and :class:`~django_trakt.tokens.TokenAnswer`
+    hide their tokens in ``repr``.)
     """
 
     status: DeviceStatus
     grant: TokenGrant | None = None
     retry_after: float | None = None
+    answer: TokenAnswer | None = None
 
 
 def _positive_number(value: Any, default: float) -> float:
@@ -138,7 +142,9 @@ def poll_device_token(*, client_id: str, client_secret: str, device_code: str) -
         raise_for_status=False,
     )
     if 200 <= response.status_code < 300:
-        return DevicePoll(DeviceStatus.APPROVED, grant=grant_from_response(decode_json(response)))
+        document = decode_json(response)
+        grant = grant_from_response(document)
+        return DevicePoll(DeviceStatus.APPROVED, grant=grant, answer=TokenAnswer(document))
     status = _STATUS_BY_CODE.get(response.status_code)
     if status is None:
         raise error_for_response(response)

@@ -36,12 +36,9 @@ from typing import Any
 
 from allauth.account.adapter import get_adapter as get_account_adapter
 from allauth.account.decorators import reauthentication_required
-from allauth.core.exceptions import ImmediateHttpResponse
-from allauth.socialaccount import signals as socialaccount_signals
 from allauth.socialaccount.adapter import get_adapter
-from allauth.socialaccount.models import SocialAccount, SocialLogin
-from allauth.socialaccount.providers.base import ProviderException
-from django.contrib import messages
+from allauth.socialaccount.helpers import complete_social_login
+from allauth.socialaccount.providers.base import AuthProcess, ProviderException
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -51,9 +48,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from django_trakt import clock, device, http, oauth
+from django_trakt import pending as pending_grants
 from django_trakt.cache import cache_call, release_lock, take_lock
 from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
 from django_trakt.device import DeviceStatus
@@ -64,8 +63,10 @@ from django_trakt.exceptions import (
     TraktServerError,
     TraktTransportError,
 )
+from django_trakt.models import TraktToken
 from django_trakt.numbers import finite_number
-from django_trakt.views import TraktOAuth2Adapter
+from django_trakt.tokens import TokenAnswer, TokenGrant
+from django_trakt.views import TraktOAuth2Adapter, account_of_another_user
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ NOTHING_PENDING = _("No linking by code is in progress.")
 LINK_FAILED = _("Trakt approved, but the link could not be completed. Please start again.")
 OTHER_USER = _("This Trakt account is already linked to another user of this site.")
 REFUSED = _("This site did not accept that Trakt account.")
+REAUTHENTICATE = _("Please confirm it is you to finish linking your Trakt account.")
 
 
 @dataclass
@@ -459,14 +461,30 @@ def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: flo
         _save(request, pending)
         return outcome
     _drop(request)
-    if answer.status is not DeviceStatus.APPROVED or answer.grant is None:
+    if answer.status is not DeviceStatus.APPROVED or answer.grant is None or answer.answer is None:
         logger.info("Linking by code ended at Trakt: %s", answer.status)
         return Outcome(answer.status, FINAL_MESSAGES[answer.status], final=True)
-    return _complete(request, app, answer.grant, next_url=str(pending.get("next") or ""))
+    return _complete(request, app, answer.answer, answer.grant, next_url=str(pending.get("next") or ""))
 
 
-def _complete(request: HttpRequest, app: Any, grant: Any, *, next_url: str) -> Outcome:
-    """Approved: connect the Trakt account to the signed-in user, the way allauth does."""
+class _NotCompleted(Exception):
+    """allauth answered with something other than a redirect: undo what the attempt wrote."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__("allauth did not complete the connect")
+        self.response = response
+
+
+def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, *, next_url: str) -> Outcome:
+    """Approved: connect the Trakt account to the signed-in user through allauth.
+
+    ``complete_social_login`` with the connect process is allauth's public way to finish a
+    login built outside its views: it runs the lookup, the site's ``pre_social_login`` hook
+    and signal, the connect (with its reauthentication rule) and its messages, and answers
+    with a response. That response is what the poll reports; the only refusal of our own is
+    the shared "linked to another user" check (``views.account_of_another_user``), made
+    first so that the JSON can say so and the grant is revoked.
+    """
     try:
         profile = http.get_user_settings(app.client_id, grant.access_token)
         provider = get_adapter(request).get_provider(request, PROVIDER_ID)
@@ -475,56 +493,71 @@ def _complete(request: HttpRequest, app: Any, grant: Any, *, next_url: str) -> O
         logger.warning("Trakt approved a device code, but the profile failed: %s", type(err).__name__)
         _revoke_unkept(app, grant)
         return Outcome("error", LINK_FAILED, final=True)
-    token = TraktOAuth2Adapter(request).parse_token(grant)
+    token = TraktOAuth2Adapter(request).parse_token(answer)
     if app.pk:
         token.app = app
     sociallogin.token = token
-    sociallogin.state = {"process": "connect", "next": next_url}
+    sociallogin.state = {"process": AuthProcess.CONNECT, "next": next_url}
     uid = sociallogin.account.uid
-    existing = SocialAccount.objects.filter(provider=PROVIDER_ID, uid=uid).first()
-    if existing is not None and existing.user_id != request.user.pk:
-        # Refuse before allauth's lookup, which would update that other link.
-        logger.warning("Trakt account %s is linked to another user; device link refused", existing.pk)
+    other = account_of_another_user(request, sociallogin)
+    if other is not None:
+        logger.warning("Trakt account %s is linked to another user; device link refused", other.pk)
         _revoke_unkept(app, grant)
         return Outcome("other_user", OTHER_USER, final=True)
     try:
         with transaction.atomic():
-            if existing is not None:
-                # Linked before: allauth updates the profile and sends
-                # social_account_updated, which stores the new tokens.
-                sociallogin.lookup()
-            get_adapter(request).pre_social_login(request, sociallogin)
-            socialaccount_signals.pre_social_login.send(sender=SocialLogin, request=request, sociallogin=sociallogin)
-            if existing is None:
-                # Saves the account and sends social_account_added: the tokens are stored.
-                sociallogin.connect(request, request.user)
-    except ImmediateHttpResponse:
-        logger.info("The site's adapter refused a Trakt account linked by code")
+            response = complete_social_login(request, sociallogin)
+            if not _is_redirect(response):
+                # A page instead of a redirect: the site's adapter answered in its place
+                # (ImmediateHttpResponse), or allauth refused. Nothing of this attempt stays,
+                # as when a hook refuses before anything is written.
+                raise _NotCompleted(response)
+    except _NotCompleted as refusal:
+        logger.info("The site did not accept a Trakt account linked by code (HTTP %s)", refusal.response.status_code)
         _revoke_unkept(app, grant)
         return Outcome("refused", REFUSED, final=True)
     except IntegrityError:
         logger.warning("Trakt account linked concurrently; device link refused")
         _revoke_unkept(app, grant)
         return Outcome("other_user", OTHER_USER, final=True)
-    logger.info("Linked Trakt account %s to user %s by code", sociallogin.account.pk, request.user.pk)
-    get_account_adapter(request).add_message(
-        request,
-        messages.INFO,
-        "socialaccount/messages/account_connected_updated.txt"
-        if existing is not None
-        else "socialaccount/messages/account_connected.txt",
-        message_context={"sociallogin": sociallogin, "action": "updated" if existing is not None else "added"},
-    )
-    target = sociallogin.get_redirect_url(request) or get_adapter(request).get_connect_redirect_url(
-        request, sociallogin.account
-    )
-    name = str(sociallogin.account.get_provider_account())
-    return Outcome(
-        "linked",
-        _("Your Trakt account %(name)s is linked.") % {"name": name},
-        final=True,
-        redirect=target,
-    )
+    target = response["Location"]
+    if _kept(request, uid, grant):
+        logger.info("Linked Trakt account %s to user %s by code", sociallogin.account.pk, request.user.pk)
+        name = str(sociallogin.account.get_provider_account())
+        return Outcome(
+            "linked", _("Your Trakt account %(name)s is linked.") % {"name": name}, final=True, redirect=target
+        )
+    if _reauthenticating(request, target):
+        # allauth keeps the login (tokens sealed) in the session and connects it once the
+        # user has confirmed who they are. Noted as pending meanwhile: revoked at Trakt if
+        # they never do (TRAKT_PENDING_SIGNUP_MAX_AGE), settled when the link stores it.
+        logger.info("Linking by code waits for user %s to reauthenticate", request.user.pk)
+        pending_grants.note(request, grant.access_token)
+        return Outcome("reauthenticate", REAUTHENTICATE, final=True, redirect=target)
+    # Redirected without a link: allauth refused the connect (its message says why) or the
+    # site's adapter sent the user elsewhere.
+    _revoke_unkept(app, grant)
+    if account_of_another_user(request, sociallogin) is not None:
+        return Outcome("other_user", OTHER_USER, final=True, redirect=target)
+    logger.info("The site did not accept a Trakt account linked by code")
+    return Outcome("refused", REFUSED, final=True, redirect=target)
+
+
+def _is_redirect(response: HttpResponse) -> bool:
+    return 300 <= response.status_code < 400 and response.has_header("Location")
+
+
+@sensitive_variables()
+def _kept(request: HttpRequest, uid: str, grant: TokenGrant) -> bool:
+    """Whether the signed-in user's link of ``uid`` now holds this grant's token."""
+    token = TraktToken.objects.filter(account__provider=PROVIDER_ID, account__uid=uid).select_related("account").first()
+    return token is not None and token.account.user_id == request.user.pk and token.access_token == grant.access_token
+
+
+def _reauthenticating(request: HttpRequest, location: str) -> bool:
+    """Whether allauth sent the user to confirm who they are (its connect asks when required)."""
+    methods = get_account_adapter(request).get_reauthentication_methods(request.user)
+    return any(location == method.get("url") for method in methods)
 
 
 def _revoke_unkept(app: Any, grant: Any) -> None:

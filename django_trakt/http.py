@@ -15,7 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from allauth.socialaccount.adapter import get_adapter
 from django.views.decorators.debug import sensitive_variables
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import (
@@ -47,15 +50,52 @@ _STATUS_ERRORS: dict[int, type[TraktAPIError]] = {
     426: TraktVIPOnly,
 }
 
+#: requests' own default for an adapter: no retry of any kind once a request may have been sent.
+NO_RETRIES = Retry(0, read=False)
+
 _local = threading.local()
 
 
+def _never_retry(session: requests.Session) -> None:
+    """Make every mounted adapter of ``session`` send each request once.
+
+    Trakt's refresh tokens are single-use: a refresh POST retried after a lost answer
+    spends the new token Trakt issued to the lost answer, and the link is gone. Device
+    polls and revokes are rate-limited at Trakt, and the callers here decide themselves
+    when to try again (``refresh.refresh_with_retries``, the device pages' interval). So no
+    transport retry, whatever a site's ``get_requests_session`` mounted (allauth's default
+    mounts none today). The adapters are changed in place: the session is built for this
+    module alone (allauth itself closes the sessions it asks for after one use, adapters
+    included, so a site cannot share them). An adapter that is not an ``HTTPAdapter`` has
+    no documented retry setting and is left as it is.
+    """
+    for adapter in session.adapters.values():
+        if isinstance(adapter, HTTPAdapter):
+            adapter.max_retries = NO_RETRIES
+
+
 def _session() -> requests.Session:
-    # One pooled session per thread: connection reuse matters for the refresh
-    # command, and requests.Session is not documented as thread-safe.
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
+    """This thread's session to Trakt, from the site's allauth adapter.
+
+    ``get_requests_session()`` is where allauth (and every allauth provider) gets its
+    sessions, and where sites set their proxies, CA bundle (``session.verify``), client
+    certificate or mounted adapters: calls to Trakt honour them like allauth's own calls.
+    One session per thread: connection reuse matters for the refresh command, and
+    ``requests.Session`` is not documented as thread-safe. Built again when the site's
+    adapter class changes (a settings change, e.g. in tests). Our headers, timeout and
+    ``allow_redirects=False`` are passed on every call (see :func:`send`), so they win
+    over the session's defaults.
+    """
+    adapter = get_adapter()
+    cached = getattr(_local, "session", None)
+    if cached is not None and cached[0] is type(adapter):
+        session: requests.Session = cached[1]
+        return session
+    if cached is not None:
+        cached[1].close()
+    session = adapter.get_requests_session()
+    _never_retry(session)
+    _local.session = (type(adapter), session)
     return session
 
 

@@ -377,6 +377,10 @@ class PinnedAdapter(HTTPAdapter):
 
 
 def _pinned_session(address: str) -> requests.Session:
+    # Not allauth's get_requests_session() (which http.py uses for Trakt's API): the fetch is
+    # only safe because it connects to the address that was checked. A site's proxy would
+    # resolve the name again, on its own network (where internal hosts are reachable), and a
+    # site's mounted adapter would replace the pinning one. Image hosts are not Trakt's API.
     session = requests.Session()
     # Environment proxies would resolve the name again, and .netrc credentials have no
     # business going to an image host.

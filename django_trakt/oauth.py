@@ -13,7 +13,7 @@ from django.views.decorators.debug import sensitive_variables
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktAPIError, TraktError, TraktInvalidGrant, TraktSiteMisconfigured
 from django_trakt.http import decode_json, error_for_response, send
-from django_trakt.tokens import TokenGrant, grant_from_response
+from django_trakt.tokens import TokenAnswer, TokenGrant, grant_from_response
 
 #: OAuth errors that describe the site's request or credentials, never the user's token.
 _SITE_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_request"})
@@ -103,7 +103,8 @@ def credentials_accepted(*, client_id: str, client_secret: str) -> bool | None:
 
 
 @sensitive_variables()
-def _post_token(client_id: str, payload: dict[str, Any]) -> TokenGrant:
+def _token_answer(client_id: str, payload: dict[str, Any]) -> TokenAnswer:
+    """The token endpoint's answer to ``payload``, checked to be a usable grant."""
     response = send(
         "POST",
         f"{trakt_settings.AUTH_URL}/oauth/token",
@@ -117,14 +118,18 @@ def _post_token(client_id: str, payload: dict[str, Any]) -> TokenGrant:
         except ValueError:
             body = "unparseable"
         raise _token_error(response.status_code, body) or error_for_response(response)
-    return grant_from_response(decode_json(response))
+    document = decode_json(response)
+    # Checked here, so a malformed answer is a TraktMalformedResponse of the exchange (which
+    # allauth's views turn into an error page), not a crash further on.
+    grant_from_response(document)
+    return TokenAnswer(document)
 
 
 @sensitive_variables()
 def exchange_code(
     *, client_id: str, client_secret: str, code: str, redirect_uri: str, code_verifier: str | None = None
-) -> TokenGrant:
-    """Trade an authorization code for a token pair."""
+) -> TokenAnswer:
+    """Trade an authorization code for a token pair: Trakt's answer, as allauth's adapter reads it."""
     payload = {
         "code": code,
         "client_id": client_id,
@@ -134,7 +139,7 @@ def exchange_code(
     }
     if code_verifier:
         payload["code_verifier"] = code_verifier
-    return _post_token(client_id, payload)
+    return _token_answer(client_id, payload)
 
 
 @sensitive_variables()
@@ -151,7 +156,7 @@ def refresh_grant(*, client_id: str, client_secret: str, refresh_token: str, red
         "redirect_uri": redirect_uri,
         "grant_type": "refresh_token",
     }
-    return _post_token(client_id, payload)
+    return grant_from_response(_token_answer(client_id, payload))
 
 
 @sensitive_variables()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from allauth.socialaccount.models import SocialLogin
 from allauth.socialaccount.providers.base import ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
+from django.http import HttpRequest
 
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.images import avatar_url
 from django_trakt.profile import TraktProfile, trim_extra_data
-from django_trakt.views import TraktOAuth2Adapter
+from django_trakt.views import TraktOAuth2Adapter, TraktSocialLogin
 
 
 class TraktAccount(TraktProfile):
@@ -31,6 +33,16 @@ class TraktProvider(OAuth2Provider):
     # Trakt requires PKCE since its 2026 auth migration; a site can still turn it
     # off with SOCIALACCOUNT_PROVIDERS["trakt"]["OAUTH_PKCE_ENABLED"] = False.
     pkce_enabled_default = True
+
+    def sociallogin_from_response(self, request: HttpRequest, response: Any) -> SocialLogin:
+        sociallogin = super().sociallogin_from_response(request, response)
+        # allauth builds a plain SocialLogin (its class is not configurable); ours only adds a
+        # guard to lookup and no state, so the same object takes our class (see
+        # views.TraktSocialLogin: why, and what it refuses).
+        sociallogin.__class__ = TraktSocialLogin
+        guarded = cast(TraktSocialLogin, sociallogin)
+        guarded.trakt_request = request
+        return guarded
 
     def extract_uid(self, data: dict[str, Any]) -> str:
         # The uuid never changes; the slug (and username) change when a user renames.

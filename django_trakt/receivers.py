@@ -7,6 +7,10 @@ three ways it comes to exist or be used again:
 - a returning user signs in (``social_account_updated``, sent by allauth's lookup);
 - a signed-in user connects Trakt (``social_account_added``);
 - a new user finishes signing up, by form or automatically (``user_signed_up``).
+
+A signed-in user connecting another user's Trakt account never reaches these: the
+connect is refused before allauth's lookup (``views.TraktSocialLogin``), so allauth
+announces nothing and the other user's link stays as it was.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import claims, crypto, pending
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.models import PendingGrant, TraktToken
-from django_trakt.tokens import TokenGrant
+from django_trakt.models import TraktToken
+from django_trakt.tokens import TRAKT_SCOPE, TRAKT_TOKEN_TYPE, TokenGrant
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +41,11 @@ def _grant_from_sociallogin(sociallogin: SocialLogin) -> TokenGrant | None:
         # Sealed by the adapter (views.TraktOAuth2Adapter.parse_token).
         access_token=crypto.unseal(token.token),
         refresh_token=crypto.unseal(token.token_secret or ""),
-        # The extra attributes do not survive allauth's pending-signup session
-        # (only model fields are serialized); Trakt's values are these defaults.
-        token_type=getattr(token, "trakt_token_type", "bearer"),
-        scope=getattr(token, "trakt_scope", "public"),
+        # allauth's SocialToken has fields for the tokens and the expiry only, and only
+        # fields survive its pending-signup session: Trakt's token type and scope are the
+        # values it issues every grant (the next refresh records what Trakt answers then).
+        token_type=TRAKT_TOKEN_TYPE,
+        scope=TRAKT_SCOPE,
         expires_at=token.expires_at,
     )
 
@@ -63,30 +68,8 @@ def store_token_for_login(sociallogin: SocialLogin | None) -> TraktToken | None:
     return token
 
 
-def _is_refused_connect(request: Any, sociallogin: SocialLogin) -> bool:
-    """A signed-in user connecting a Trakt account that belongs to someone else.
-
-    allauth's lookup announces the existing account (``social_account_updated``) before
-    it refuses such a connect; the other user's stored link must not change because of it.
-    """
-    user = getattr(request, "user", None)
-    return (
-        sociallogin.state.get("process") == "connect"
-        and user is not None
-        and user.is_authenticated
-        and sociallogin.account.user_id != user.pk
-    )
-
-
 @receiver(social_account_updated, dispatch_uid="django_trakt.store_on_update")
-def _store_on_login(sender: Any, sociallogin: SocialLogin, request: Any = None, **kwargs: Any) -> None:
-    if _is_refused_connect(request, sociallogin):
-        logger.info("Trakt account %s belongs to another user; connect refused, link unchanged", sociallogin.account.pk)
-        grant = _grant_from_sociallogin(sociallogin)
-        if grant is not None:
-            # Nobody will hold this grant: revoke it now rather than at the next sweep.
-            pending.revoke(PendingGrant.objects.filter(digest=pending.digest(grant.access_token)))
-        return
+def _store_on_login(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> None:
     store_token_for_login(sociallogin)
 
 

@@ -2,7 +2,8 @@
 
 A :class:`TokenGrant` is what one answer of ``/oauth/token`` (code, refresh or device
 grant) means for us. Its ``repr`` hides the tokens, so a grant can be logged or end
-up in a traceback's locals without leaking.
+up in a traceback's locals without leaking. A :class:`TokenAnswer` is the same answer
+as the dict allauth's OAuth2 contract passes around, with the same care in ``repr``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,28 @@ class TokenGrant:
 
     def __repr__(self) -> str:
         return f"<TokenGrant type={self.token_type!r} scope={self.scope!r} expires_at={self.expires_at!r}>"
+
+
+#: What Trakt answers in every grant today. allauth's ``SocialToken`` has no field for
+#: them, so a link stored from allauth's sign-in (whose pending signup keeps only model
+#: fields) records these; the next refresh records whatever Trakt answers then.
+TRAKT_TOKEN_TYPE = "bearer"  # noqa: S105 - the token type's name, not a secret
+TRAKT_SCOPE = "public"
+
+
+class TokenAnswer(dict[str, Any]):
+    """Trakt's token answer as allauth's OAuth2 contract has it: a plain ``dict``.
+
+    allauth's ``OAuth2Client.get_access_token`` returns the endpoint's JSON document and
+    ``OAuth2Adapter.parse_token`` reads it (``views.py``). In between, allauth's callback
+    view holds it in a local variable, which the ``DEBUG`` page and the error reports sent
+    to admins print with ``repr``: that ``repr`` names the keys, never the tokens.
+    """
+
+    def __repr__(self) -> str:
+        return f"<TokenAnswer keys={sorted(self)!r}>"
+
+    __str__ = __repr__
 
 
 def _expiry(data: Mapping[str, Any]) -> dt.datetime | None:
@@ -66,7 +89,7 @@ def grant_from_response(data: Any) -> TokenGrant:
     refresh_token = data.get("refresh_token") or ""
     if not isinstance(refresh_token, str):
         raise TraktMalformedResponse("Trakt's token answer has a malformed refresh_token")
-    token_type = str(data.get("token_type") or "bearer").lower()
+    token_type = str(data.get("token_type") or TRAKT_TOKEN_TYPE).lower()
     scope = data.get("scope") or ""
     if isinstance(scope, list):
         scope = " ".join(str(part) for part in scope)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -12,14 +13,14 @@ from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.http import HttpResponseForbidden
+from django.http import HttpResponseForbidden, HttpResponseRedirect
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from django_trakt import __version__, device_views
 from django_trakt import clock as app_clock
-from django_trakt.models import TraktToken
+from django_trakt.models import PendingGrant, TraktToken
 from django_trakt.tokens import grant_from_response
 
 pytestmark = pytest.mark.django_db
@@ -260,6 +261,55 @@ def test_device_link_honours_the_sites_pre_social_login_veto(client, member, fas
     assert (answer["status"], answer["final"]) == ("refused", True)
     assert answer["message"] == "This site did not accept that Trakt account."
     assert SocialAccount.objects.count() == 0 and TraktToken.objects.count() == 0
+
+
+class RedirectingVetoAdapter(DefaultSocialAccountAdapter):
+    """A site policy that sends the user to a page of its own instead."""
+
+    def pre_social_login(self, request, sociallogin):
+        raise ImmediateHttpResponse(HttpResponseRedirect("/no-trakt-here/"))
+
+
+@override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.RedirectingVetoAdapter")
+def test_device_link_vetoed_with_a_redirect_follows_it_and_revokes_the_grant(client, member, fast):
+    user_code, _html = start_linking(client)
+    fast.approve_device(user_code)
+    answer = poll(client)
+    assert (answer["status"], answer["final"], answer["redirect"]) == ("refused", True, "/no-trakt-here/")
+    assert answer["message"] == "This site did not accept that Trakt account."
+    assert SocialAccount.objects.count() == 0 and TraktToken.objects.count() == 0
+    (revoke,) = fast.requests_to("/oauth/revoke")
+    assert not fast.is_access_token_valid(revoke.json["token"])
+    assert fast.active_tokens() == []
+
+
+def test_device_link_waits_for_reauthentication_then_allauth_completes_it(client, member, fast, settings):
+    user_code, _html = start_linking(client)
+    fast.approve_device(user_code, "Watcher")
+    # The code was asked for within the reauthentication window; the approval comes after it.
+    settings.SOCIALACCOUNT_REAUTHENTICATION_REQUIRED = True
+
+    answer = poll(client)
+
+    assert (answer["status"], answer["final"]) == ("reauthenticate", True)
+    assert answer["message"] == "Please confirm it is you to finish linking your Trakt account."
+    assert answer["redirect"] == reverse("account_reauthenticate")
+    assert SocialAccount.objects.count() == 0 and TraktToken.objects.count() == 0
+    assert fast.requests_to("/oauth/revoke") == []  # allauth keeps the login until the user confirms
+    (issued,) = fast.active_tokens()
+    session_text = json.dumps(dict(client.session.items()), default=str)
+    assert issued.access_token not in session_text and issued.refresh_token not in session_text
+    assert PendingGrant.objects.count() == 1  # revoked if the user never confirms
+
+    response = client.post(answer["redirect"], {"password": "pw"})
+
+    assert response.status_code == 302 and response["Location"] == CONNECTIONS
+    account = SocialAccount.objects.get()
+    assert account.user == member and account.uid == fast.get_user("Watcher").uuid
+    token = TraktToken.objects.get()
+    assert token.access_token == issued.access_token and token.status == TraktToken.Status.ACTIVE
+    assert PendingGrant.objects.count() == 0
+    assert "The third-party account has been connected." in client.get(CONNECTIONS).content.decode()
 
 
 def test_device_next_url_is_followed_when_safe(client, member, fast):

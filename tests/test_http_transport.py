@@ -12,8 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.test import override_settings
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from django_trakt import oauth
 from django_trakt.client import TraktClient
@@ -27,6 +30,8 @@ from django_trakt.exceptions import (
     TraktTransportError,
 )
 from django_trakt.http import get_user_settings, send
+from django_trakt.refresh import refresh_token
+from django_trakt.tokens import grant_from_response
 from tests.conftest import CALLBACK_URL
 
 CLIENT_ID = settings.TRAKT_CLIENT_ID
@@ -136,7 +141,10 @@ def test_exchange_code_without_pkce_sends_no_verifier_and_gets_pair(trakt):
         {"client_id": CLIENT_ID, "redirect_uri": CALLBACK_URL, "response_type": "code", "state": "s1"}
     )
     code = parse_qs(urlsplit(callback).query)["code"][0]
-    grant = oauth.exchange_code(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code, redirect_uri=CALLBACK_URL)
+    # The answer as allauth's contract has it (a dict), read the way the adapter reads it.
+    answer = oauth.exchange_code(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code, redirect_uri=CALLBACK_URL)
+    assert isinstance(answer, dict) and answer["access_token"] not in repr(answer)
+    grant = grant_from_response(answer)
     assert trakt.is_access_token_valid(grant.access_token) and grant.refresh_token
     (request,) = trakt.requests_to("/oauth/token")
     assert request.json["grant_type"] == "authorization_code" and "code_verifier" not in request.json
@@ -194,3 +202,83 @@ def test_numeric_setting_below_minimum_is_raised_to_it():
 def test_image_hosts_single_string_setting_is_one_host():
     with override_settings(TRAKT_IMAGE_HOSTS=" Media.Example.COM "):
         assert trakt_settings.IMAGE_HOSTS == ["media.example.com"]
+
+
+# -- the site's requests session (allauth's get_requests_session) ---------------------------------
+
+SITE_CA_BUNDLE = "/etc/ssl/site-proxy-ca.pem"
+sent_through_site_adapter: list[dict] = []
+
+
+class SiteTransport(HTTPAdapter):
+    """What a site mounts for its proxy or CA (here: it notes what it was asked to send)."""
+
+    def send(self, request, **kwargs):
+        sent_through_site_adapter.append({"url": request.url, "verify": kwargs.get("verify")})
+        # On to requests' HTTPAdapter.send, where the local Trakt answers in-process.
+        return super().send(request, **kwargs)
+
+
+class SiteSessionAdapter(DefaultSocialAccountAdapter):
+    """A site's allauth adapter: its CA bundle, a header its proxy wants, its own transport."""
+
+    def get_requests_session(self):
+        session = super().get_requests_session()
+        session.verify = SITE_CA_BUNDLE
+        session.headers["X-Site-Proxy"] = "corporate"
+        session.headers["User-Agent"] = "site-default-agent"
+        session.mount("https://", SiteTransport())
+        return session
+
+
+class RetryingSessionAdapter(DefaultSocialAccountAdapter):
+    """A site whose session retries 5xx answers, POSTs included (urllib3's Retry)."""
+
+    def get_requests_session(self):
+        session = super().get_requests_session()
+        retrying = Retry(total=3, status_forcelist=[502], allowed_methods=None, backoff_factor=0, raise_on_status=False)
+        session.mount("https://", HTTPAdapter(max_retries=retrying))
+        return session
+
+
+@override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.SiteSessionAdapter")
+def test_calls_to_trakt_go_through_the_sites_requests_session(trakt, linked, monkeypatch):
+    # requests lets these variables override session.verify (trust_env): a bare test shell.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    sent_through_site_adapter.clear()
+    _user, token = linked(expires_in=-dt.timedelta(hours=1))
+
+    TraktClient.for_user(token.account.user).get("/users/settings")  # a refresh (auth host), then the API
+
+    refresh_call, api_call = trakt.requests_to("/oauth/token")[-1], trakt.requests_to("/users/settings")[-1]
+    for recorded in (refresh_call, api_call):
+        assert recorded.headers["X-Site-Proxy"] == "corporate"  # the site's session...
+        assert recorded.headers["User-Agent"] == trakt_settings.USER_AGENT  # ...with Trakt's headers on top
+        assert recorded.headers["trakt-api-key"] == CLIENT_ID
+    sent = [(urlsplit(call["url"]).path, call["verify"]) for call in sent_through_site_adapter]
+    assert ("/oauth/token", SITE_CA_BUNDLE) in sent and ("/users/settings", SITE_CA_BUNDLE) in sent
+
+
+@override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.RetryingSessionAdapter")
+def test_a_refresh_answered_502_is_sent_once_even_by_a_retrying_session(trakt, linked):
+    # A retried refresh after a lost answer would spend the single-use token Trakt rotated.
+    _user, token = linked(expires_in=-dt.timedelta(hours=1))
+    trakt.reset_requests()
+    trakt.fail_next("/oauth/token", status=502, times=5)
+
+    result = refresh_token(token)
+
+    assert result.transient
+    assert len(trakt.requests_to("/oauth/token")) == 1
+
+
+@override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.RetryingSessionAdapter")
+def test_the_retrying_session_would_have_retried(trakt):
+    """The control for the test above: the site's session as built does retry a 502 POST."""
+    from allauth.socialaccount.adapter import get_adapter
+
+    trakt.fail_next("/oauth/token", status=502, times=5)
+    session = get_adapter().get_requests_session()
+    session.post(f"{trakt_settings.AUTH_URL}/oauth/token", json={})
+    assert len(trakt.requests_to("/oauth/token")) == 4

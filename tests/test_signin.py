@@ -209,6 +209,40 @@ def test_connecting_trakt_account_of_another_user_is_refused_and_leaves_their_li
     assert (after.access_token, after.refresh_token) == (access, refresh)
 
 
+@override_settings(SOCIALACCOUNT_STORE_TOKENS=True)
+def test_connecting_another_users_trakt_account_writes_nothing_of_theirs_and_revokes_the_grant(client, trakt):
+    """allauth's lookup would overwrite the owner's extra_data and SocialToken before its connect
+    step refuses: the refusal comes before that lookup, so none of the owner's rows change."""
+    signup_form(client, sign_in(client, trakt))
+    owner_account = SocialAccount.objects.get()
+    # A profile the intruder's connect would replace (Trakt answers the current one).
+    marked = {**owner_account.extra_data, "user": {**owner_account.extra_data["user"], "name": "as stored"}}
+    SocialAccount.objects.filter(pk=owner_account.pk).update(extra_data=marked)
+    owner_token = only_token()
+    access, refresh, expiry = owner_token.access_token, owner_token.refresh_token, owner_token.expires_at
+    allauth_token = SocialToken.objects.values("token", "token_secret", "expires_at").get()
+    client.logout()
+    intruder = User.objects.create_user("intruder", "intruder@example.com", "pw")
+    client.force_login(intruder)
+    trakt.reset_requests()
+
+    response = sign_in(client, trakt, process="connect")
+
+    assert response.status_code == 302 and response["Location"] == reverse("socialaccount_connections")
+    page = client.get(response["Location"]).content.decode()
+    assert "The third-party account is already connected to a different account." in page
+    account = SocialAccount.objects.get()
+    assert account.pk == owner_account.pk and account.user.username == "Watcher"
+    assert account.extra_data == marked
+    after = only_token()
+    assert (after.access_token, after.refresh_token, after.expires_at) == (access, refresh, expiry)
+    assert after.status == TraktToken.Status.ACTIVE
+    assert SocialToken.objects.values("token", "token_secret", "expires_at").get() == allauth_token
+    # The grant Trakt issued to the intruder's connect is nobody's: revoked at Trakt at once.
+    assert len(trakt.requests_to("/oauth/revoke")) == 1
+    assert [pair.access_token for pair in trakt.active_tokens()] == [access]
+
+
 # -- bad input: a clear error page, nothing saved ------------------------------------------
 
 

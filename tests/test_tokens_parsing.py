@@ -189,3 +189,34 @@ def test_derived_key_from_bytes_secret_matches_str_secret():
     assert crypto.derive_key(b"shared-secret") == crypto.derive_key("shared-secret")
     with override_settings(TRAKT_TOKEN_KEYS=[crypto.derive_key(b"shared-secret")]):
         assert crypto.decrypt(ciphertext) == "value"
+
+
+# -- allauth's contract: the token answer is a dict --------------------------------------------------
+
+
+def test_the_adapter_reads_trakts_answer_as_a_dict_and_seals_what_allauth_keeps(rf):
+    from django_trakt.tokens import TokenAnswer
+    from django_trakt.views import TraktOAuth2Adapter
+
+    answer = TokenAnswer(
+        access_token="plain-access",
+        refresh_token="plain-refresh",
+        expires_in=7 * DAY,
+        created_at=CREATED,
+        token_type="bearer",
+        scope="public",
+    )
+    # allauth's callback view holds the answer in a local variable: reports print its repr.
+    assert isinstance(answer, dict)
+    for shown in (repr(answer), str(answer)):
+        assert "plain-access" not in shown and "plain-refresh" not in shown
+
+    token = TraktOAuth2Adapter(rf.get("/")).parse_token(answer)
+
+    assert isinstance(token, SocialToken)
+    assert "plain-access" not in token.token and crypto.unseal(token.token) == "plain-access"
+    assert "plain-refresh" not in token.token_secret and crypto.unseal(token.token_secret) == "plain-refresh"
+    # Trakt's rule (created_at + expires_in), not allauth's (now + expires_in).
+    assert token.expires_at == dt.datetime.fromtimestamp(CREATED + 7 * DAY, tz=dt.UTC)
+    # Only model fields: nothing rides on the instance that allauth's session would drop.
+    assert not [name for name in vars(token) if name.startswith("trakt")]
