@@ -83,8 +83,8 @@ def measure(size: int, renders: int, repeats: int) -> dict[str, object]:
     from django.template import Context, Template
     from django.test import override_settings
 
+    from django_trakt.pages.watchlist import get_watchlist
     from django_trakt.templatetags.trakt import avatar_context
-    from django_trakt.watchlist import get_watchlist
     from tests.conftest import link_user, make_emulator
 
     trakt = make_emulator()

@@ -33,10 +33,10 @@ from django.utils.translation import ngettext
 
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
+from django_trakt.links.profile import USERNAME_LOOKUP, TraktProfile
+from django_trakt.links.refresh import Outcome, refresh_token
+from django_trakt.links.revocation import unlink
 from django_trakt.models import TraktToken
-from django_trakt.profile import USERNAME_LOOKUP, TraktProfile
-from django_trakt.refresh import Outcome, refresh_token
-from django_trakt.revocation import unlink
 
 #: A token expiring within this is shown as "expiring soon".
 EXPIRING_SOON = dt.timedelta(hours=24)

@@ -10,4 +10,6 @@ class DjangoTraktConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for their side effects: registering system checks and receivers.
-        from django_trakt import avatar_housekeeping, checks, claims, receivers, revocation  # noqa: F401
+        from django_trakt import checks  # noqa: F401
+        from django_trakt.links import claims, receivers, revocation  # noqa: F401
+        from django_trakt.pages import avatar_housekeeping  # noqa: F401

@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core import checks
 
-from django_trakt import crypto
 from django_trakt.conf import trakt_settings
+from django_trakt.links import crypto
 
 KEY_HINT = (
     'Generate one with: python -c "from cryptography.fernet import Fernet; '
@@ -156,7 +156,7 @@ def check_callback_https(app_configs: Any = None, **kwargs: Any) -> list[checks.
     from django.core.exceptions import ImproperlyConfigured
     from django.urls import NoReverseMatch
 
-    from django_trakt.redirect_uri import trakt_callback_url_for_host
+    from django_trakt.links.redirect_uri import trakt_callback_url_for_host
 
     if settings.DEBUG:
         return []
@@ -329,7 +329,7 @@ def check_refresh_site_domain(
         return []  # W006 (and get_current_site then goes by the request's host)
     from django.contrib.sites.models import Site
 
-    from django_trakt.redirect_uri import PLACEHOLDER_DOMAIN
+    from django_trakt.links.redirect_uri import PLACEHOLDER_DOMAIN
 
     alias = router.db_for_read(Site)
     if not databases or alias not in databases:

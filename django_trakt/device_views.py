@@ -51,11 +51,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from django_trakt import clock, device, http, oauth
-from django_trakt import pending as pending_grants
-from django_trakt.cache import cache_call, release_lock, take_lock
+from django_trakt.api import device, http, oauth
+from django_trakt.api.device import DeviceStatus
+from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
-from django_trakt.device import DeviceStatus
+from django_trakt.core import clock
+from django_trakt.core.cache import cache_call, release_lock, take_lock
+from django_trakt.core.numbers import finite_number
 from django_trakt.exceptions import (
     TraktConfigurationError,
     TraktError,
@@ -63,9 +65,8 @@ from django_trakt.exceptions import (
     TraktServerError,
     TraktTransportError,
 )
+from django_trakt.links import pending as pending_grants
 from django_trakt.models import TraktToken
-from django_trakt.numbers import finite_number
-from django_trakt.tokens import TokenAnswer, TokenGrant
 from django_trakt.views import TraktOAuth2Adapter, account_of_another_user
 
 logger = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import crypto
+from django_trakt.api.tokens import TokenGrant
 from django_trakt.exceptions import TokenDecryptionError
-from django_trakt.tokens import TokenGrant
+from django_trakt.links import crypto
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class TraktToken(models.Model):
     last_refreshed_at = models.DateTimeField(_("last refreshed at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
     #: The account was created by this Trakt sign-in with an address nobody has confirmed:
-    #: until it is, the link is not trusted with the account (see django_trakt.claims).
+    #: until it is, the link is not trusted with the account (see django_trakt.links.claims).
     email_unproven = models.BooleanField(_("signed up with an unconfirmed address"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -256,7 +256,7 @@ class TraktToken(models.Model):
 
 
 class PendingGrant(models.Model):
-    """A token Trakt issued at a sign-in that no link holds yet (see :mod:`django_trakt.pending`).
+    """A token Trakt issued at a sign-in that no link holds yet (see :mod:`django_trakt.links.pending`).
 
     A new user's tokens wait in allauth's pending signup until the email form is sent; if it
     never is, the grant would stay live at Trakt for good. Each one is noted here (encrypted,

@@ -10,8 +10,8 @@ from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
 from django.http import HttpRequest
 
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.images import avatar_url
-from django_trakt.profile import TraktProfile, trim_extra_data
+from django_trakt.links.profile import TraktProfile, trim_extra_data
+from django_trakt.pages.images import avatar_url
 from django_trakt.views import TraktOAuth2Adapter, TraktSocialLogin
 
 
@@ -20,7 +20,7 @@ class TraktAccount(TraktProfile):
 
     def get_avatar_url(self) -> str | None:
         # Trakt forbids hotlinking its images, the avatar included: never hand out
-        # the profile's image URL, only this site's copy (django_trakt.image_views);
+        # the profile's image URL, only this site's copy (django_trakt.pages.image_views);
         # None when the profile has no avatar we would fetch.
         return avatar_url(self.account)
 

@@ -16,10 +16,10 @@ from django.core.cache.backends.base import BaseCache
 from django.db.models.signals import post_migrate
 from django.utils import timezone
 
-from django_trakt import clock as app_clock
+from django_trakt.api.tokens import grant_from_response
+from django_trakt.core import clock as app_clock
 from django_trakt.models import TraktToken
 from django_trakt.testing import TraktEmulator
-from django_trakt.tokens import grant_from_response
 
 CALLBACK_URL = "http://testserver/accounts/trakt/login/callback/"
 # Outside a request (the refresh command), allauth builds the callback URL from the
@@ -107,7 +107,7 @@ def linked(trakt, db):
 
 
 class Clock:
-    """The app's clock (django_trakt.clock.now), moved by hand instead of sleeping."""
+    """The app's clock (django_trakt.core.clock.now), moved by hand instead of sleeping."""
 
     def __init__(self) -> None:
         self.now = time.time()

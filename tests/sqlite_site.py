@@ -30,8 +30,8 @@ def seed(path: str) -> None:
     from django.contrib.sites.models import Site
     from django.db import transaction
 
+    from django_trakt.api.tokens import grant_from_response
     from django_trakt.models import TraktToken
-    from django_trakt.tokens import grant_from_response
 
     with transaction.atomic():
         # A refresh builds its redirect URI from the Site, and refuses Django's placeholder

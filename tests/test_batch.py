@@ -12,11 +12,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from django_trakt import batch
-from django_trakt import clock as app_clock
-from django_trakt.batch import RateLimiter, refresh_due_tokens
+from django_trakt.core import clock as app_clock
+from django_trakt.links import batch
+from django_trakt.links.batch import RateLimiter, refresh_due_tokens
+from django_trakt.links.refresh import Outcome
 from django_trakt.models import TraktToken
-from django_trakt.refresh import Outcome
 
 DUE = dt.timedelta(hours=1)
 FRESH = dt.timedelta(days=6)
@@ -148,7 +148,7 @@ def test_batch_unexpected_error_in_one_link_does_not_stop_batch(trakt, linked, m
     broken_before = snapshot(broken)
     break_link(monkeypatch, broken.pk)
     results = {}
-    with caplog.at_level(logging.ERROR, logger="django_trakt.batch"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.links.batch"):
         report = refresh_due_tokens(concurrency=1, on_result=lambda c, r: results.setdefault(c.pk, r))
     assert (report.refreshed, report.failed) == (2, 1)
     assert results[broken.pk].outcome is Outcome.FAILED
@@ -228,7 +228,7 @@ def test_batch_threaded_unexpected_error_in_one_link_does_not_stop_batch(
     broken = tokens[2]
     break_link(monkeypatch, broken.pk, error=KeyError)
     results = {}
-    with caplog.at_level(logging.ERROR, logger="django_trakt.batch"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.links.batch"):
         report = refresh_due_tokens(concurrency=2, on_result=lambda c, r: results.setdefault(c.pk, r))
     assert (report.refreshed, report.failed) == (4, 1)
     assert results[broken.pk].detail == "unexpected error: KeyError"

@@ -10,7 +10,6 @@ from cryptography.fernet import Fernet
 from django.contrib.auth.models import AnonymousUser
 from django.test import override_settings
 
-from django_trakt.client import TraktClient
 from django_trakt.exceptions import (
     TraktMalformedResponse,
     TraktNotLinked,
@@ -18,6 +17,7 @@ from django_trakt.exceptions import (
     TraktRefreshFailed,
     TraktUnauthorized,
 )
+from django_trakt.links.client import TraktClient
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db

@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_trakt import __version__, device_views
-from django_trakt import clock as app_clock
+from django_trakt.api.tokens import grant_from_response
+from django_trakt.core import clock as app_clock
 from django_trakt.models import PendingGrant, TraktToken
-from django_trakt.tokens import grant_from_response
 
 pytestmark = pytest.mark.django_db
 

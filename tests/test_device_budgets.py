@@ -21,8 +21,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from django_trakt import device_views
+from django_trakt.api.tokens import grant_from_response
 from django_trakt.models import TraktToken
-from django_trakt.tokens import grant_from_response
 from tests.test_device import moving_clock, poll
 from tests.test_device import start_linking as start_linking_with_page
 

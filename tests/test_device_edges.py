@@ -15,8 +15,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.urls import reverse
 
-from django_trakt import device, device_views
-from django_trakt.device import DeviceAuthorization, DeviceStatus
+from django_trakt import device_views
+from django_trakt.api import device
+from django_trakt.api.device import DeviceAuthorization, DeviceStatus
 from django_trakt.exceptions import TraktMalformedResponse
 from django_trakt.models import TraktToken
 

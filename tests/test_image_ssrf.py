@@ -29,9 +29,9 @@ from django.core.cache import cache
 from django.core.files.storage import storages
 from django.urls import reverse
 
-from django_trakt import images
 from django_trakt.exceptions import ImageRefused
-from django_trakt.images import fetch_image, is_public_address
+from django_trakt.pages import images
+from django_trakt.pages.images import fetch_image, is_public_address
 from django_trakt.testing.images import poster_png
 
 pytestmark = pytest.mark.django_db

@@ -13,9 +13,9 @@ from django.core.cache import cache
 from django.core.files.storage import storages
 from django.urls import reverse
 
-from django_trakt import images
 from django_trakt.conf import LIBRARY_USER_AGENT
-from django_trakt.images import ImageRefused, fetch_image, sniff_image_type
+from django_trakt.pages import images
+from django_trakt.pages.images import ImageRefused, fetch_image, sniff_image_type
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.conftest import link_user
 

@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template import RequestContext, Template
 from django.urls import path
 
-from django_trakt import watchlist
-from django_trakt.watchlist import PUBLIC_SCOPE, WatchlistError, get_watchlist, spend_page_call
+from django_trakt.pages import watchlist
+from django_trakt.pages.watchlist import PUBLIC_SCOPE, WatchlistError, get_watchlist, spend_page_call
 
 pytestmark = pytest.mark.django_db
 
@@ -203,7 +203,7 @@ def test_a_fetch_of_several_pages_counts_each_page(trakt, window, settings):
 
 
 def test_the_retry_of_a_short_429_is_a_call_too(trakt, people, window, settings, monkeypatch):
-    monkeypatch.setattr("django_trakt.clock.sleep", lambda seconds: None)
+    monkeypatch.setattr("django_trakt.core.clock.sleep", lambda seconds: None)
     settings.TRAKT_PAGE_RETRY_WAIT = 1
     settings.TRAKT_PAGE_CALL_BUDGET = 1
     trakt.rate_limit_next(PUBLIC, retry_after=1)

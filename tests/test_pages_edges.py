@@ -19,10 +19,11 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from django_trakt import checks, signals, watchlist
+from django_trakt import checks, signals
 from django_trakt.admin import expiry_marker
 from django_trakt.models import TraktToken
-from django_trakt.watchlist import WatchlistItem, get_watchlist
+from django_trakt.pages import watchlist
+from django_trakt.pages.watchlist import WatchlistItem, get_watchlist
 
 pytestmark = pytest.mark.django_db
 
@@ -319,7 +320,7 @@ def test_unexpected_crash_while_revoking_still_unlinks_and_announces(
         raise RuntimeError("a bug while revoking")
 
     seen = []
-    monkeypatch.setattr("django_trakt.revocation.oauth.revoke_token", crash)
+    monkeypatch.setattr("django_trakt.links.revocation.oauth.revoke_token", crash)
     signals.link_revoked.connect(
         lambda sender, account, revoked_at_trakt, **kw: seen.append((account.uid, revoked_at_trakt)),
         dispatch_uid="test_pages_edges_revoked",

@@ -1,5 +1,5 @@
 """Account pre-hijacking: someone signs up through their own Trakt account with another
-person's address; the owner of the address claims the account (django_trakt.claims)."""
+person's address; the owner of the address claims the account (django_trakt.links.claims)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.test import modify_settings, override_settings
 from django.urls import reverse
 
-from django_trakt.redirect_uri import trakt_callback_url
+from django_trakt.links.redirect_uri import trakt_callback_url
 
 pytestmark = pytest.mark.django_db  # allauth's login view reads the sites table
 

@@ -10,10 +10,10 @@ from cryptography.fernet import Fernet
 from django.test import modify_settings, override_settings
 
 from django_trakt import signals
-from django_trakt.client import TraktClient
 from django_trakt.exceptions import TraktSiteMisconfigured
+from django_trakt.links.client import TraktClient
+from django_trakt.links.refresh import Outcome, refresh_token, refresh_with_retries
 from django_trakt.models import TraktToken
-from django_trakt.refresh import Outcome, refresh_token, refresh_with_retries
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ from django.test import override_settings
 from django.urls import reverse
 
 from django_trakt import __version__, signals
+from django_trakt.api.tokens import grant_from_response
+from django_trakt.links.revocation import revoke_at_trakt, unlink
 from django_trakt.models import TraktToken
-from django_trakt.revocation import revoke_at_trakt, unlink
-from django_trakt.tokens import grant_from_response
 
 pytestmark = pytest.mark.django_db
 

@@ -13,10 +13,10 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test import override_settings
 
-from django_trakt import crypto
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError
+from django_trakt.links import crypto
+from django_trakt.links.rotation import RotationReport, rotate_keys
 from django_trakt.models import TraktToken
-from django_trakt.rotation import RotationReport, rotate_keys
 
 pytestmark = pytest.mark.django_db
 

@@ -23,11 +23,11 @@ from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 
-from django_trakt import crypto
+from django_trakt.api.tokens import TokenGrant
 from django_trakt.exceptions import TokenDecryptionError
+from django_trakt.links import crypto
+from django_trakt.links.rotation import RotationReport, rotate_keys
 from django_trakt.models import TraktToken
-from django_trakt.rotation import RotationReport, rotate_keys
-from django_trakt.tokens import TokenGrant
 
 pytestmark = pytest.mark.django_db
 

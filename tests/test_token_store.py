@@ -11,10 +11,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
 
-from django_trakt import crypto
+from django_trakt.api.tokens import TokenGrant, grant_from_response
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktMalformedResponse
+from django_trakt.links import crypto
 from django_trakt.models import TraktToken
-from django_trakt.tokens import TokenGrant, grant_from_response
 
 ACCESS = "a" * 32 + "plain-access"
 REFRESH = "r" * 32 + "plain-refresh"

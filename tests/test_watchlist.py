@@ -8,9 +8,7 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from django_trakt import client as client_module
-from django_trakt import clock as app_clock
-from django_trakt.client import TraktClient
+from django_trakt.core import clock as app_clock
 from django_trakt.exceptions import (
     TraktAccountLimit,
     TraktAccountLocked,
@@ -22,8 +20,10 @@ from django_trakt.exceptions import (
     TraktUnauthorized,
     TraktVIPOnly,
 )
+from django_trakt.links import client as client_module
+from django_trakt.links.client import TraktClient
 from django_trakt.models import TraktToken
-from django_trakt.watchlist import WatchlistError, get_watchlist
+from django_trakt.pages.watchlist import WatchlistError, get_watchlist
 
 pytestmark = pytest.mark.django_db
 
@@ -244,7 +244,7 @@ def test_trakt_failing_without_copy_gives_empty_state(trakt, viewer, inject):
 def test_429_is_not_waited_out_during_a_render_and_backs_off(trakt, viewer, monkeypatch, clock):
     user, _token = viewer
     sleeps = []
-    monkeypatch.setattr("django_trakt.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
     trakt.rate_limit_next(r"/sync/", retry_after=1)
     assert get_watchlist(user, type="movies").error == WatchlistError.RATE_LIMITED
     assert sleeps == [] and len(trakt.requests) == 1
@@ -270,7 +270,7 @@ def test_429_retry_after_longer_than_backoff_is_honoured(trakt, viewer, clock):
 def test_tiny_retry_after_is_waited_out_when_allowed(trakt, viewer, monkeypatch):
     user, _token = viewer
     sleeps = []
-    monkeypatch.setattr("django_trakt.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
     trakt.rate_limit_next(OWN_LIST, retry_after=1)
     assert titles(get_watchlist(user, type="movies")) == ["Heat", "Alien"]
     assert sleeps == [1.0]
@@ -390,7 +390,7 @@ def test_client_maps_trakt_status_codes_to_typed_errors(trakt, status, error):
 
 def test_client_429_carries_retry_after_and_long_wait_is_not_slept(trakt, monkeypatch):
     sleeps = []
-    monkeypatch.setattr("django_trakt.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
     trakt.rate_limit_next("/users/x", retry_after=120)
     with pytest.raises(TraktRateLimited) as excinfo:
         TraktClient().get("users/x/watchlist")
@@ -399,7 +399,7 @@ def test_client_429_carries_retry_after_and_long_wait_is_not_slept(trakt, monkey
 
 def test_client_short_retry_after_is_waited_once(trakt, monkeypatch):
     sleeps = []
-    monkeypatch.setattr("django_trakt.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
     trakt.add_user("x")
     trakt.rate_limit_next("/users/x", retry_after=1)
     assert TraktClient().get("users/x/watchlist") == []

@@ -1,12 +1,12 @@
 """``{% load trakt %}``: the signed-in user's Trakt avatar and watchlists on a page.
 
-Thin tags over :mod:`django_trakt.watchlist` and :mod:`django_trakt.images`. Nothing
+Thin tags over :mod:`django_trakt.pages.watchlist` and :mod:`django_trakt.pages.images`. Nothing
 here raises while rendering: any failure becomes the empty state or the default image,
 and is logged.
 
 ``{% trakt_watchlist user_or_username type="all" sort="rank" limit=10 posters=False template=... %}``
     Renders ``django_trakt/watchlist.html``; ``... as items`` stores the
-    :class:`~django_trakt.watchlist.WatchlistResult` in ``items`` instead.
+    :class:`~django_trakt.pages.watchlist.WatchlistResult` in ``items`` instead.
 ``{% trakt_avatar user size=64 css_class="" %}``
     Renders ``django_trakt/avatar.html``: an ``<img>`` served by this site.
 ``{% trakt_avatar_url user %}``
@@ -25,9 +25,9 @@ from django.template.base import FilterExpression, Parser, Token
 from django.template.context import Context
 from django.template.library import parse_bits
 
-from django_trakt import images
-from django_trakt.profile import TraktProfile, trakt_account_of
-from django_trakt.watchlist import WatchlistError, WatchlistResult, get_watchlist
+from django_trakt.links.profile import TraktProfile, trakt_account_of
+from django_trakt.pages import images
+from django_trakt.pages.watchlist import WatchlistError, WatchlistResult, get_watchlist
 
 logger = logging.getLogger(__name__)
 register = template.Library()

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 
-from django_trakt.batch import Candidate, refresh_due_tokens, sequential_reason
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
+from django_trakt.links.batch import Candidate, refresh_due_tokens, sequential_reason
+from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
 from django_trakt.management.base import TraktCommand, usage_error
-from django_trakt.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
 
 #: Exit status when the site's configuration stops the run (1: some links failed and are
 #: retried on the next run; 2: a bad option).

@@ -1,6 +1,6 @@
 """``manage.py rotate_trakt_keys``: re-encrypt stored tokens with the first key.
 
-A thin command over :func:`django_trakt.rotation.rotate_keys`. Exit codes: 0 every
+A thin command over :func:`django_trakt.links.rotation.rotate_keys`. Exit codes: 0 every
 token is encrypted with the first key; 1 some tokens could not be decrypted with any
 configured key (they are flagged and left as they are; the rest were rotated);
 2 bad options or unusable ``TRAKT_TOKEN_KEYS`` (nothing was touched).
@@ -12,10 +12,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from django_trakt import crypto
 from django_trakt.exceptions import TraktConfigurationError
+from django_trakt.links import crypto
+from django_trakt.links.rotation import DEFAULT_BATCH_SIZE, RotationReport, rotate_keys
 from django_trakt.management.base import EXIT_USAGE, TraktCommand, usage_error
-from django_trakt.rotation import DEFAULT_BATCH_SIZE, RotationReport, rotate_keys
 
 EXIT_UNREADABLE = 1
 

@@ -1,7 +1,7 @@
 """``manage.py trakt_redirect_uri``: print the redirect URI to register with Trakt.
 
 The URL is built by allauth exactly as the login builds it (see
-:mod:`django_trakt.redirect_uri`). Only the URL goes to stdout, so it can be piped;
+:mod:`django_trakt.links.redirect_uri`). Only the URL goes to stdout, so it can be piped;
 notes go to stderr.
 """
 
@@ -16,8 +16,8 @@ from django.db import DatabaseError
 from django.http.request import split_domain_port
 from django.urls import NoReverseMatch
 
+from django_trakt.links.redirect_uri import PLACEHOLDER_DOMAIN, trakt_callback_url_for_host
 from django_trakt.management.base import TraktCommand, usage_error
-from django_trakt.redirect_uri import PLACEHOLDER_DOMAIN, trakt_callback_url_for_host
 
 LOOPBACK = {"localhost", "127.0.0.1", "[::1]"}
 

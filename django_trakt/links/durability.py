@@ -35,9 +35,9 @@ from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.locks import database_alias
+from django_trakt.api.tokens import TokenGrant
+from django_trakt.links.locks import database_alias
 from django_trakt.models import TraktToken
-from django_trakt.tokens import TokenGrant
 
 logger = logging.getLogger(__name__)
 

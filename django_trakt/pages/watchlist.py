@@ -52,10 +52,9 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import clock, images
-from django_trakt.cache import cache_call
-from django_trakt.client import PAGE_SIZE, TraktClient
 from django_trakt.conf import trakt_settings
+from django_trakt.core import clock
+from django_trakt.core.cache import cache_call
 from django_trakt.exceptions import (
     TraktError,
     TraktForbidden,
@@ -66,6 +65,8 @@ from django_trakt.exceptions import (
     TraktSiteMisconfigured,
     TraktUnauthorized,
 )
+from django_trakt.links.client import PAGE_SIZE, TraktClient
+from django_trakt.pages import images
 
 logger = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ def _trust_on_confirmation(sender: Any, email_address: EmailAddress, **kwargs: A
 
 @receiver(password_reset, dispatch_uid="django_trakt.unlink_on_claim")
 def _unlink_on_claim(sender: Any, user: Any, **kwargs: Any) -> None:
-    from django_trakt.revocation import unlink
+    from django_trakt.links.revocation import unlink
 
     for token in TraktToken.objects.select_related("account").filter(
         account__user_id=user.pk, account__provider=PROVIDER_ID, email_unproven=True

@@ -24,10 +24,10 @@ from allauth.socialaccount.signals import social_account_added, social_account_u
 from django.dispatch import receiver
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import claims, crypto, pending
+from django_trakt.api.tokens import TRAKT_SCOPE, TRAKT_TOKEN_TYPE, TokenGrant
 from django_trakt.conf import PROVIDER_ID
+from django_trakt.links import claims, crypto, pending
 from django_trakt.models import TraktToken
-from django_trakt.tokens import TRAKT_SCOPE, TRAKT_TOKEN_TYPE, TokenGrant
 
 logger = logging.getLogger(__name__)
 

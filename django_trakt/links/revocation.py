@@ -32,10 +32,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
-from django_trakt import crypto, oauth
+from django_trakt.api import oauth
 from django_trakt.conf import PROVIDER_ID, get_trakt_app
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktError
-from django_trakt.locks import lock_token
+from django_trakt.links import crypto
+from django_trakt.links.locks import lock_token
 from django_trakt.models import TraktToken
 from django_trakt.signals import link_revoked
 

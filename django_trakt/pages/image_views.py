@@ -21,8 +21,8 @@ from django.utils.cache import get_conditional_response
 from django.utils.http import http_date
 from django.views.decorators.http import require_safe
 
-from django_trakt import images
 from django_trakt.conf import PROVIDER_ID, trakt_settings
+from django_trakt.pages import images
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from typing import Any
 from django.db import connections
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import clock
+from django_trakt.api.http import decode_json, send
 from django_trakt.conf import get_trakt_app, trakt_settings
+from django_trakt.core import clock
 from django_trakt.exceptions import (
     TokenDecryptionError,
     TraktMalformedResponse,
@@ -35,11 +36,17 @@ from django_trakt.exceptions import (
     TraktRefreshFailed,
     TraktUnauthorized,
 )
-from django_trakt.http import decode_json, send
-from django_trakt.locks import database_alias
+from django_trakt.links.locks import database_alias
+from django_trakt.links.profile import trakt_accounts_of
+from django_trakt.links.refresh import (
+    ON_DEMAND_MARGIN,
+    Outcome,
+    RefreshResult,
+    is_due,
+    on_own_connection,
+    refresh_token,
+)
 from django_trakt.models import TraktToken
-from django_trakt.profile import trakt_accounts_of
-from django_trakt.refresh import ON_DEMAND_MARGIN, Outcome, RefreshResult, is_due, on_own_connection, refresh_token
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from django.db import transaction
 from django.db.models.signals import post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
-from django_trakt import images
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.profile import AVATAR_LOOKUP, TraktProfile
+from django_trakt.links.profile import AVATAR_LOOKUP, TraktProfile
+from django_trakt.pages import images
 
 logger = logging.getLogger(__name__)
 

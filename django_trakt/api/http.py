@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from django_trakt.conf import trakt_settings
+from django_trakt.core.numbers import finite_number
 from django_trakt.exceptions import (
     TraktAccountLimit,
     TraktAccountLocked,
@@ -35,7 +36,6 @@ from django_trakt.exceptions import (
     TraktUnauthorized,
     TraktVIPOnly,
 )
-from django_trakt.numbers import finite_number
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Trakt forbids hotlinking its images, avatars included, so no Trakt (or Gravatar) image
 URL ever reaches a browser. Pages link to this app's views instead
-(:mod:`django_trakt.image_views`); on its first request a view fetches the image here,
+(:mod:`django_trakt.pages.image_views`); on its first request a view fetches the image here,
 keeps it in Django's storage (any backend: the ``TRAKT_IMAGE_STORAGE`` alias of
 ``STORAGES``) and serves it from there.
 
@@ -45,16 +45,16 @@ from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import LocationValueError
 
-from django_trakt.cache import cache_call
 from django_trakt.conf import trakt_settings
+from django_trakt.core.cache import cache_call
 from django_trakt.exceptions import ImageRefused
-from django_trakt.profile import TraktProfile
+from django_trakt.links.profile import TraktProfile
 
 logger = logging.getLogger(__name__)
 
 AVATAR, POSTER = "avatar", "poster"
 DEFAULT_IMAGES = {AVATAR: "django_trakt/default-avatar.png", POSTER: "django_trakt/default-poster.png"}
-_STATIC_ROOT = Path(__file__).resolve().parent / "static"
+_STATIC_ROOT = Path(__file__).resolve().parent.parent / "static"  # the app's static folder
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _POSTER_SALT = "django_trakt.images.poster"
@@ -554,7 +554,7 @@ def delete_stored(source_url: Any, kind: str) -> bool:
     """Delete the stored copy of ``source_url``; True if there was one. Never raises: a failure is logged.
 
     The name is the source URL's digest, shared by everyone whose image that URL is:
-    the caller decides whether anyone still shows it (see :mod:`django_trakt.revocation`).
+    the caller decides whether anyone still shows it (see :mod:`django_trakt.links.revocation`).
     """
     source = normalize_source(source_url)
     if source is None:

@@ -1,0 +1,1 @@
+"""Trakt's API: the transport, the OAuth and device endpoints, token answers."""

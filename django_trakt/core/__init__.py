@@ -1,0 +1,1 @@
+"""Plumbing every layer uses: the clock, the cache, number parsing."""

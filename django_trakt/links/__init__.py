@@ -1,0 +1,1 @@
+"""The link lifecycle: the stored tokens, their refresh, rotation, revocation and claims."""

@@ -1,0 +1,1 @@
+"""What the site shows: watchlists, images and their views."""
