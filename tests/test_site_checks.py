@@ -128,7 +128,8 @@ def test_site_checks_quiet_on_a_real_site_without_database_or_before_migrate():
     assert checks.check_refresh_site_domain() == []
     with connection.cursor() as cursor:
         cursor.execute(
-            f"ALTER TABLE {connection.ops.quote_name(Site._meta.db_table)} RENAME TO {connection.ops.quote_name('moved_away')}"
+            f"ALTER TABLE {connection.ops.quote_name(Site._meta.db_table)} "
+            f"RENAME TO {connection.ops.quote_name('moved_away')}"
         )  # rolled back
     assert checks.check_refresh_site_domain(databases=DB) == []
 
