@@ -94,6 +94,10 @@ START_FAILED = _("Trakt is temporarily unavailable. Please try again in a moment
 NOTHING_PENDING = _("No linking by code is in progress.")
 LINK_FAILED = _("Trakt approved, but the link could not be completed. Please start again.")
 OTHER_USER = _("This Trakt account is already linked to another user of this site.")
+APP_REFUSED = _(
+    "Trakt refused this site's Trakt app (it may have been deleted or disabled at Trakt). "
+    "Nothing was linked; the site's operator has to fix this."
+)
 REFUSED = _("This site did not accept that Trakt account.")
 REAUTHENTICATE = _("Please confirm it is you to finish linking your Trakt account.")
 
@@ -292,6 +296,11 @@ def device_start(request: HttpRequest) -> HttpResponse:
             return _render_wait(request, _wait_message(wait), wait, next_url)
         try:
             authorization = device.request_device_code(client_id=app.client_id)
+        except TraktForbidden as err:
+            if _app_refused(app, err):
+                return _render_start(request, error=APP_REFUSED, next_url=next_url, status=503)
+            logger.warning("Trakt did not hand out a device code: %s", type(err).__name__)
+            return _render_start(request, error=START_FAILED, next_url=next_url)
         except TraktError as err:
             logger.warning("Trakt did not hand out a device code: %s", type(err).__name__)
             return _render_start(request, error=START_FAILED, next_url=next_url)
@@ -331,6 +340,7 @@ def device_pending(request: HttpRequest) -> HttpResponse:
     context = {
         "user_code": pending["user_code"],
         "verification_url": pending["verification_url"],
+        "verification_link": device.verification_link(pending["verification_url"], pending["user_code"]),
         "expires_in_minutes": max(0, math.ceil((float(pending["expires_at"]) - now) / 60)),
         "message": pending.get("message") or WAITING,
         "retry_in": _retry_in(pending, now),
@@ -435,8 +445,19 @@ def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: flo
         answer = device.poll_device_token(
             client_id=app.client_id, client_secret=app.secret, device_code=pending["device_code"]
         )
-    except (TraktTransportError, TraktServerError, TraktForbidden) as err:
-        # An outage (or Cloudflare) is not the user's answer: keep the code, try again.
+    except TraktForbidden as err:
+        if _app_refused(app, err):
+            # Every later poll would get the same 403 until the code expires: end it now.
+            _drop(request)
+            return Outcome("app_refused", APP_REFUSED, final=True)
+        # A Cloudflare block: not the user's answer, keep the code, try again.
+        logger.warning("Trakt device token poll failed, will retry: %s", type(err).__name__)
+        pending["next_poll_at"] = now + max(interval, 1.0)
+        outcome = _waiting(pending, now, status="unavailable", message=UNAVAILABLE)
+        _save(request, pending)
+        return outcome
+    except (TraktTransportError, TraktServerError) as err:
+        # An outage is not the user's answer: keep the code, try again.
         logger.warning("Trakt device token poll failed, will retry: %s", type(err).__name__)
         pending["next_poll_at"] = now + max(interval, 1.0)
         outcome = _waiting(pending, now, status="unavailable", message=UNAVAILABLE)
@@ -466,6 +487,20 @@ def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: flo
         logger.info("Linking by code ended at Trakt: %s", answer.status)
         return Outcome(answer.status, FINAL_MESSAGES[answer.status], final=True)
     return _complete(request, app, answer.answer, answer.grant, next_url=str(pending.get("next") or ""))
+
+
+def _app_refused(app: Any, err: TraktForbidden) -> bool:
+    """Whether a 403 means Trakt refuses the site's app itself (deleted or disabled), not Cloudflare.
+
+    Trakt deletes apps without OAuth sessions (trakt/trakt-api#691) and then answers every
+    call with a 403; a Cloudflare block is a 403 too. Asking once with the app's credentials
+    alone (:func:`oauth.credentials_accepted`) tells them apart. The operator gets an ERROR
+    naming the cause; no secret or code is in it.
+    """
+    if oauth.credentials_accepted(client_id=app.client_id, client_secret=app.secret) is not False:
+        return False
+    logger.error("Linking by code stopped: %s %s", oauth.app_refused(err.status_code), "No link was changed.")
+    return True
 
 
 class _NotCompleted(Exception):

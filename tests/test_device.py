@@ -118,7 +118,10 @@ def test_device_start_asks_auth_host_for_code_with_trakt_headers(client, member,
     assert request.headers["User-Agent"] == f"django-trakt/{__version__}"
     # What the user needs: the code and where to enter it.
     assert re.fullmatch(r"[A-Z0-9]{8}", user_code)
-    assert '<a href="https://trakt.test/activate" id="trakt-device-verification-url"' in html
+    # Trakt's verification_url (on the auth host, as the contract names it), and the one-tap
+    # link with the code filled in (verification_url + "/" + user_code).
+    assert '<a href="https://auth.trakt.test/activate" id="trakt-device-verification-url"' in html
+    assert f'<a href="https://auth.trakt.test/activate/{user_code}" id="trakt-device-verification-link"' in html
     assert "Waiting for you to approve on Trakt" in html
     assert f'action="{POLL}"' in html
 

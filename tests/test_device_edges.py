@@ -73,7 +73,7 @@ def poll(client) -> dict:
 def test_device_authorization_repr_shows_user_code_but_hides_device_code(trakt):
     authorization = request_code()
     text = repr(authorization)
-    assert authorization.user_code in text and "https://trakt.test/activate" in text
+    assert authorization.user_code in text and "https://auth.trakt.test/activate" in text
     assert re.fullmatch(r"[0-9a-f]{64}", authorization.device_code) and authorization.device_code not in text
 
 

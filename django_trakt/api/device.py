@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from django.views.decorators.debug import sensitive_variables
 
@@ -41,6 +42,11 @@ class DeviceAuthorization:
     verification_url: str
     expires_in: int
     interval: float
+
+    @property
+    def verification_link(self) -> str:
+        """``verification_url`` with the code filled in: one tap instead of typing it."""
+        return verification_link(self.verification_url, self.user_code)
 
     def __repr__(self) -> str:
         return (
@@ -89,6 +95,16 @@ class DevicePoll:
     grant: TokenGrant | None = None
     retry_after: float | None = None
     answer: TokenAnswer | None = None
+
+
+def verification_link(verification_url: str, user_code: str) -> str:
+    """Trakt's activation page with ``user_code`` filled in: ``{verification_url}/{user_code}``.
+
+    As Trakt's own playground builds it (trakt/trakt-api,
+    ``projects/playground/src/createDeviceTokenPoller.ts``; trakt/trakt-api#867). The code is
+    what the person would type anyway, never the device code.
+    """
+    return f"{verification_url.rstrip('/')}/{quote(user_code, safe='')}"
 
 
 def _positive_number(value: Any, default: float) -> float:

@@ -112,7 +112,17 @@ def trakt_headers(client_id: str, access_token: str | None = None) -> dict[str, 
     return headers
 
 
+def content_type(response: requests.Response) -> str:
+    """The media type of an answer, lower case, without parameters (``""`` when absent)."""
+    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
 def _excerpt(response: requests.Response) -> str:
+    if content_type(response) == "text/html":
+        # A Cloudflare (or proxy) page, e.g. its 429 rate-limit page (trakt/trakt-api#909): its
+        # markup tells an operator nothing in a log line or in ``last_error``; say what it was.
+        server = " ".join(response.headers.get("Server", "").split())[:40]
+        return f"an HTML page{f' from {server}' if server else ''}, not Trakt's JSON"
     text = response.text or ""
     return " ".join(text.split())
 
@@ -181,11 +191,27 @@ def send(
     return response
 
 
+def error_document(response: requests.Response) -> Any:
+    """The JSON body of an error answer: ``None`` when empty, ``"unparseable"`` when not JSON.
+
+    Only a body that says it is JSON is parsed: an HTML page (Cloudflare's 429 or 403) is
+    never fed to the JSON parser, whatever it contains.
+    """
+    if not response.content.strip():
+        return None
+    if content_type(response) not in ("application/json", ""):
+        return "unparseable"
+    try:
+        return response.json()
+    except ValueError:
+        return "unparseable"
+
+
 def decode_json(response: requests.Response) -> Any:
     """The JSON document of a 2xx answer, or :class:`TraktMalformedResponse`."""
-    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise TraktMalformedResponse(f"Trakt answered with {content_type or 'no content type'} where JSON was expected")
+    media_type = content_type(response)
+    if media_type != "application/json":
+        raise TraktMalformedResponse(f"Trakt answered with {media_type or 'no content type'} where JSON was expected")
     try:
         return response.json()
     except ValueError as err:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api.http import decode_json, error_for_response, send
+from django_trakt.api.http import decode_json, error_document, error_for_response, send
 from django_trakt.api.tokens import TokenAnswer, TokenGrant, grant_from_response
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktAPIError, TraktError, TraktInvalidGrant, TraktSiteMisconfigured
@@ -53,7 +53,11 @@ def _token_error(status: int, body: Any) -> TraktError | None:
             setting=_APP_SETTING,
         )
     if status == 400 and body is None:
-        return TraktInvalidGrant(status, "", "Trakt rejected the grant (empty answer)")
+        # trakt/trakt-api#888: a refresh token from before the July 2026 migration gets "HTTP 400,
+        # no further detail"; it can never be exchanged, the user authorizes once more.
+        return TraktInvalidGrant(
+            status, "", "Trakt rejected the grant with an empty answer (a token from before Trakt's 2026 migration)"
+        )
     return None
 
 
@@ -113,11 +117,9 @@ def _token_answer(client_id: str, payload: dict[str, Any]) -> TokenAnswer:
         raise_for_status=False,
     )
     if response.status_code >= 400:
-        try:
-            body = response.json() if response.content.strip() else None
-        except ValueError:
-            body = "unparseable"
-        raise _token_error(response.status_code, body) or error_for_response(response)
+        # An HTML 429 from Cloudflare is "unparseable" here, so it maps to TraktRateLimited
+        # with its Retry-After (the refresh defers or waits; no token was spent).
+        raise _token_error(response.status_code, error_document(response)) or error_for_response(response)
     document = decode_json(response)
     # Checked here, so a malformed answer is a TraktMalformedResponse of the exchange (which
     # allauth's views turn into an error page), not a crash further on.

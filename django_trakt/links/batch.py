@@ -17,6 +17,12 @@ Two cases run one link at a time, in the calling thread, whatever ``concurrency`
 A fault of the site's configuration (:class:`~django_trakt.exceptions.TraktSiteMisconfigured`)
 stops the batch at once and is raised: every other link would fail the same way, and none
 is flagged for it.
+
+A 429 whose ``Retry-After`` is longer than the batch waits out (``max_retry_after``) pauses
+the batch: the links after it are not sent to Trakt until that time has passed, and count
+as failed (tried again on the next run, nothing stored changes). Cloudflare's rate-limit
+page asks for 300 seconds (trakt/trakt-api#909); every further request in that time would
+only prolong the block.
 """
 
 from __future__ import annotations
@@ -86,6 +92,22 @@ class BatchReport:
     @property
     def failed(self) -> int:
         return self.counts[Outcome.FAILED]
+
+
+class Pause:
+    """Until when Trakt asked the whole batch to wait (a 429's long ``Retry-After``), shared by threads."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def extend(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, clock.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        with self._lock:
+            return max(0.0, self._until - clock.monotonic())
 
 
 class RateLimiter:
@@ -164,6 +186,10 @@ def refresh_due_tokens(
     # cursor on PostgreSQL, and a stream left to the garbage collector closes that cursor
     # whenever the collector runs, possibly in the middle of another query on the same
     # connection, which then waits for itself forever.
+    # Closed on the way out, whatever ends the batch: the rows come from a server-side
+    # cursor on PostgreSQL, and a stream left to the garbage collector closes that cursor
+    # whenever the collector runs, possibly in the middle of another query on the same
+    # connection, which then waits for itself forever.
     with contextlib.closing(_stream(links, limit)) as candidates:
         if dry_run:
             for candidate in candidates:
@@ -173,16 +199,30 @@ def refresh_due_tokens(
 
         report.abandoned_revoked = _revoke_abandoned_grants()
         limiter = RateLimiter(max_rate)
+        pause = Pause()
+        max_retry_after = float(retry_options.get("max_retry_after", 30.0))
 
         def refresh_one(candidate: Candidate) -> RefreshResult:
+            if (waiting := pause.remaining()) > 0:
+                # Not sent: Trakt said to wait longer than this run waits. The stored pair is untouched.
+                return RefreshResult(
+                    Outcome.FAILED, None, f"deferred: Trakt asked to wait {waiting:.0f} more seconds (HTTP 429)"
+                )
             limiter.wait()
             try:
-                return refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
+                result = refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
             except TraktSiteMisconfigured:
                 raise
             except Exception as err:  # one broken row must not stop the batch
                 logger.exception("Unexpected error refreshing Trakt link %s", candidate.pk)
                 return RefreshResult(Outcome.FAILED, None, f"unexpected error: {type(err).__name__}")
+            if result.retry_after is not None and result.retry_after > max_retry_after:
+                logger.warning(
+                    "Trakt asked to wait %.0f seconds (HTTP 429); the rest of this run's links wait for the next run",
+                    result.retry_after,
+                )
+                pause.extend(result.retry_after)
+            return result
 
         def record(candidate: Candidate, result: RefreshResult) -> None:
             report.counts[result.outcome] += 1

@@ -78,10 +78,10 @@ TYPES: dict[str, tuple[str, ...]] = {
     "seasons": ("season",),
     "episodes": ("episode",),
 }
-#: Trakt's ``sort_by`` values for watchlists; ``"-added"`` sorts descending.
-SORTS = frozenset(
-    {"rank", "added", "title", "released", "runtime", "popularity", "percentage", "votes", "my_rating", "random"}
-)
+#: Trakt's ``sort_by`` values for watchlists, in the contract's order (trakt/trakt-api,
+#: ``projects/api/src/contracts/users/schema/request/sortParamsSchema.ts``); ``"-added"``
+#: sorts descending. ``my_rating`` and ``random`` are not in the contract: gone.
+SORTS: tuple[str, ...] = ("rank", "added", "title", "released", "runtime", "popularity", "percentage", "votes")
 KIND_LABELS = {
     "movie": gettext_lazy("Movie"),
     "show": gettext_lazy("Show"),
@@ -317,6 +317,19 @@ def _parse_sort(sort: Any) -> tuple[str, str] | None:
     how = "desc" if sort.startswith("-") else "asc"
     sort = sort.lstrip("-")
     return (sort, how) if sort in SORTS else None
+
+
+def is_valid_sort(sort: Any) -> bool:
+    """Whether ``sort`` is one of :data:`SORTS`, optionally with a leading ``-``."""
+    return _parse_sort(sort) is not None
+
+
+def sort_error(sort: Any) -> str:
+    """What is wrong with an unknown ``sort``, naming the sorts Trakt accepts."""
+    return (
+        f"trakt_watchlist: unknown sort {sort!r}; use one of {', '.join(SORTS)} "
+        f"(a leading '-' sorts descending, e.g. '-added')"
+    )
 
 
 def _parse_limit(limit: Any) -> int:

@@ -2,7 +2,9 @@
 
 Thin tags over :mod:`django_trakt.pages.watchlist` and :mod:`django_trakt.pages.images`. Nothing
 here raises while rendering: any failure becomes the empty state or the default image,
-and is logged.
+and is logged. The one exception is a template author's mistake: an unknown watchlist
+``sort`` is a ``TemplateSyntaxError`` at render time with ``DEBUG`` on (naming the sorts
+Trakt accepts), and with ``DEBUG`` off falls back to ``rank`` with a logged warning.
 
 ``{% trakt_watchlist user_or_username type="all" sort="rank" limit=10 posters=False template=... %}``
     Renders ``django_trakt/watchlist.html``; ``... as items`` stores the
@@ -20,14 +22,15 @@ import logging
 from typing import Any
 
 from django import template
-from django.template import Engine
+from django.conf import settings
+from django.template import Engine, TemplateSyntaxError
 from django.template.base import FilterExpression, Parser, Token
 from django.template.context import Context
 from django.template.library import parse_bits
 
 from django_trakt.links.profile import TraktProfile, trakt_account_of
 from django_trakt.pages import images
-from django_trakt.pages.watchlist import WatchlistError, WatchlistResult, get_watchlist
+from django_trakt.pages.watchlist import WatchlistError, WatchlistResult, get_watchlist, is_valid_sort, sort_error
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -69,6 +72,22 @@ def avatar_context(user: Any, size: Any = DEFAULT_AVATAR_SIZE, css_class: str = 
     }
 
 
+def checked_sort(sort: Any) -> Any:
+    """``sort`` if Trakt accepts it; else an error in ``DEBUG``, ``"rank"`` (logged) in production.
+
+    The sort is usually a literal in a template, so a wrong one is the template author's
+    bug: in development it fails loudly at render time (the value can come from a variable,
+    so it cannot be told at compile time); in production the list still shows, in rank order.
+    """
+    if sort is None or is_valid_sort(sort):
+        return sort
+    message = sort_error(sort)
+    if settings.DEBUG:
+        raise TemplateSyntaxError(message)
+    logger.warning("%s; showing the list by rank", message)
+    return "rank"
+
+
 def watchlist_result(user_or_username: Any, **options: Any) -> WatchlistResult:
     """:func:`get_watchlist`, with any unexpected error turned into the empty state."""
     try:
@@ -107,6 +126,8 @@ class WatchlistNode(template.Node):
         except Exception:
             logger.exception("The arguments of trakt_watchlist could not be resolved")
             user_or_username, options = None, {}
+        if "sort" in options:
+            options["sort"] = checked_sort(options["sort"])
         posters = bool(options.pop("posters", False))
         template_name = options.pop("template", None) or WATCHLIST_TEMPLATE
         options.setdefault("limit", DEFAULT_LIMIT)

@@ -12,8 +12,13 @@ Checks, in order, for API and OAuth endpoints (HTML pages and images have none):
 3. ``trakt-api-key`` missing or not a registered client id: ``403`` JSON
    ``invalid_api_key``;
 4. OAuth POSTs only: ``Content-Type`` not ``application/json``: ``412``; an
-   ``Authorization: Basic`` header: ``401 invalid_client``; a body that is not a
-   JSON object: ``400 invalid_request``.
+   ``Authorization: Basic`` header: ``400 invalid_request`` (auth.trakt.tv does not accept
+   HTTP Basic client authentication and answers 400, trakt/trakt-api#903); a body that is
+   not a JSON object: ``400 invalid_request``;
+5. API GETs only: the rate limit, ``get_limit`` (500) GETs per ``rate_limit_period`` (5
+   minutes) per user, or per app key without a token (trakt/trakt-api#909). Over it: the
+   API's ``429`` (JSON, ``Retry-After``, ``X-Ratelimit``), or with ``cloudflare_burst``
+   Cloudflare's (HTML, ``Retry-After: 300``, no ``X-Ratelimit``; #909, #922).
 
 Other conventions where Trakt's documentation leaves room: errors are JSON
 ``{"error", "error_description"}``; a missing or dead Bearer token is ``401
@@ -29,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -39,12 +45,15 @@ from urllib.parse import parse_qsl, unquote
 from requests.structures import CaseInsensitiveDict
 
 from . import documents, images, pages
-from .errors import AuthorizationRejected, EmulatedTimeout, OAuthError
+from .errors import AuthorizationRedirectError, AuthorizationRejected, EmulatedTimeout, OAuthError
 from .state import EmulatedUser, RecordedRequest
-from .watchlist import DEFAULT_LIMIT, TYPE_SEGMENTS, paginate, select
+from .watchlist import DEFAULT_LIMIT, SORT_KEYS, TYPE_SEGMENTS, paginate, select
 
 if TYPE_CHECKING:
     from .emulator import TraktEmulator
+
+#: Cloudflare's rate-limit page asks for five minutes (trakt/trakt-api#909).
+CLOUDFLARE_RETRY_AFTER = 300
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +206,7 @@ class TraktApp:
             ("POST", re.compile(r"/oauth/revoke"), OAUTH, self.revoke),
             ("POST", re.compile(r"/oauth/device/code"), OAUTH, self.device_code),
             ("POST", re.compile(r"/oauth/device/token"), OAUTH, self.device_token),
-            ("GET", re.compile(r"/activate"), PAGE, self.activate_page),
+            ("GET", re.compile(r"/activate(?:/(?P<code>[^/]+))?/?"), PAGE, self.activate_page),
             ("POST", re.compile(r"/activate"), PAGE, self.activate_decision),
             ("GET", re.compile(r"/images/avatars/(?P<slug>[^/]+)\.png"), IMAGE, self.avatar),
             ("GET", re.compile(r"/images/posters/(?P<name>.+)\.png"), IMAGE, self.poster),
@@ -294,6 +303,10 @@ class TraktApp:
                 refusal = self.check_oauth_body(request)
                 if refusal is not None:
                     return refusal
+            if kind == API and method == "GET":
+                refusal = self.check_rate_limit(request)
+                if refusal is not None:
+                    return refusal
             return handler(request, params)
         if allowed:
             return error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
@@ -322,14 +335,57 @@ class TraktApp:
         if content_type != "application/json":
             return error_response(412, "invalid_content_type", "Content-Type must be application/json.")
         if request.headers.get("Authorization", "").lower().startswith("basic"):
+            # trakt/trakt-api#903: "sends the client credentials via HTTP Basic authentication, which
+            # auth.trakt.tv does not accept, so the code-for-token exchange 400s".
             return error_response(
-                401,
-                "invalid_client",
+                400,
+                "invalid_request",
                 "HTTP Basic client authentication is not supported; send the credentials in the JSON body.",
             )
         if not isinstance(request.json, dict):
             return error_response(400, "invalid_request", "The body must be a JSON object.")
         return None
+
+    def check_rate_limit(self, request: Request) -> Response | None:
+        """Trakt's GET limit: 500 per 5 minutes per user (trakt/trakt-api#909, a maintainer:
+        "The GET limit is currently 500 requests per 5 minutes, not 1000").
+
+        Counted in fixed windows of ``rate_limit_period`` seconds (Trakt's ``X-Ratelimit``
+        ``until`` falls on five-minute boundaries, #220), per user when a live token is sent,
+        else per app key. The API's answer is a JSON 429 with ``Retry-After`` and
+        ``X-Ratelimit``; with ``cloudflare_burst`` it is Cloudflare's HTML 429 with
+        ``Retry-After: 300`` and no ``X-Ratelimit`` (#909: "Content-Type: text/html with
+        Server: cloudflare, Retry-After: 300 and no X-Ratelimit header").
+        """
+        emulator = self.emulator
+        limit = emulator.get_limit
+        if limit is None:
+            return None
+        token = request.bearer()
+        user = emulator.user_for_token(token) if token else None
+        who = f"user:{user.uuid}" if user is not None else f"app:{request.headers.get('trakt-api-key', '')}"
+        count, until = emulator.count_get(who)
+        if count <= limit:
+            return None
+        now = emulator.now()
+        if emulator.cloudflare_burst:
+            return html_response(
+                429,
+                pages.cloudflare_page(429),
+                [("Server", "cloudflare"), ("CF-RAY", "emulated"), ("Retry-After", str(CLOUDFLARE_RETRY_AFTER))],
+            )
+        ratelimit = {
+            "name": "AUTHED_API_GET_LIMIT" if user is not None else "UNAUTHED_API_GET_LIMIT",
+            "period": int(emulator.rate_limit_period),
+            "limit": limit,
+            "remaining": 0,
+            "until": documents.iso(until),
+        }
+        return json_response(
+            429,
+            {"error": "rate_limit_exceeded", "error_description": "Rate limit exceeded."},
+            [("Retry-After", str(max(1, math.ceil(until - now)))), ("X-Ratelimit", json.dumps(ratelimit))],
+        )
 
     def require_user(self, request: Request) -> EmulatedUser:
         """The token's user, or ``401 invalid_token``."""
@@ -350,6 +406,8 @@ class TraktApp:
     def authorize_page(self, request: Request, _: dict[str, str]) -> Response:
         try:
             app = self.emulator.validate_authorize(request.query)
+        except AuthorizationRedirectError as refused:
+            return Response(302, b"", [("Location", refused.location)])
         except AuthorizationRejected as error:
             return html_response(400, pages.message_page("Authorization error", str(error)))
         usernames = [user.username for user in self.emulator.users]
@@ -365,9 +423,11 @@ class TraktApp:
             return html_response(400, pages.message_page("Authorization error", str(error)))
         return Response(302, b"", [("Location", location)])
 
-    def activate_page(self, request: Request, _: dict[str, str]) -> Response:
+    def activate_page(self, request: Request, params: dict[str, str]) -> Response:
+        """``/activate``, or ``/activate/<user_code>`` with the code filled in (trakt/trakt-api#867)."""
         usernames = [user.username for user in self.emulator.users]
-        return html_response(200, pages.activate_page(usernames, request.query.get("code", "")))
+        code = params.get("code") or request.query.get("code", "")
+        return html_response(200, pages.activate_page(usernames, code))
 
     def activate_decision(self, request: Request, _: dict[str, str]) -> Response:
         form = request.form or {}
@@ -490,6 +550,10 @@ class TraktApp:
             raise OAuthError(404, "not_found", f"Unknown watchlist type {segment!r}.")
         sort_by = params.get("sort_by", "rank")
         sort_how = params.get("sort_how", "asc")
+        if sort_by not in SORT_KEYS:
+            # The contract's sorts (projects/api/src/contracts/users/schema/request/sortParamsSchema.ts);
+            # any other value is a validation error, never silently another order.
+            raise OAuthError(400, "invalid_request", f"sort_by must be one of {', '.join(SORT_KEYS)}.")
         if sort_how not in ("asc", "desc"):
             raise OAuthError(400, "invalid_request", "sort_how must be asc or desc.")
         extended = set(filter(None, request.query.get("extended", "").split(",")))

@@ -12,7 +12,8 @@ from typing import Any
 
 from .state import AUTO_AVATAR, EmulatedUser, WatchlistItem
 
-#: Per-kind activity keys of ``/sync/last_activities``, as Trakt names them.
+#: Per-kind activity keys of ``/sync/last_activities``, exactly the contract's
+#: (projects/api/src/contracts/sync/schema/response/lastActivitiesResponseSchema.ts).
 ACTIVITY_KEYS: dict[str, tuple[str, ...]] = {
     "movies": (
         "watched_at",
@@ -34,11 +35,10 @@ ACTIVITY_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "shows": ("rated_at", "watchlisted_at", "favorited_at", "commented_at", "hidden_at", "dropped_at"),
     "seasons": ("rated_at", "watchlisted_at", "commented_at", "hidden_at"),
-    "comments": ("liked_at", "blocked_at"),
-    "lists": ("liked_at", "updated_at", "commented_at"),
+    "comments": ("liked_at", "reacted_at", "blocked_at"),
+    "lists": ("liked_at", "reacted_at", "updated_at", "commented_at"),
     "watchlist": ("updated_at",),
     "favorites": ("updated_at",),
-    "recommendations": ("updated_at",),
     "collaborations": ("updated_at",),
     "account": ("settings_at", "followed_at", "following_at", "pending_at", "requested_at"),
     "saved_filters": ("updated_at",),
@@ -59,8 +59,23 @@ def avatar_url(user: EmulatedUser, image_base: str) -> str | None:
     return user.avatar_url
 
 
+def scheme_less(url: str) -> str:
+    """``url`` without its scheme: ``walter-r2.trakt.tv/images/...``.
+
+    Trakt's ``extended=images`` URLs come like that (observed; ``shared/trakt-api.md``,
+    "Watchlist"), so a client must add ``https://`` itself.
+    """
+    return url.split("://", 1)[1] if "://" in url else url
+
+
 def user_document(user: EmulatedUser, image_base: str, *, with_uuid: bool = True) -> dict[str, Any]:
-    """The ``user`` object of ``/users/settings`` (and, without uuid, ``/users/{id}``)."""
+    """The ``user`` object of ``/users/settings`` (and, without uuid, ``/users/{id}``).
+
+    Shaped after ``settingsResponseSchema.ts`` (projects/api/src/contracts/users/schema/
+    response): ``images.avatar.full``, ``vip_og`` and ``vip_years`` are required there.
+    ``images`` is left out only for a user whose ``avatar_url`` a test set to ``None``
+    (a profile the contract does not allow, kept to prove the default image).
+    """
     ids: dict[str, Any] = {"slug": user.slug}
     if with_uuid and not user.omit_uuid:
         ids["uuid"] = user.uuid
@@ -79,6 +94,9 @@ def user_document(user: EmulatedUser, image_base: str, *, with_uuid: bool = True
         "about": user.about,
         "gender": user.gender,
         "age": user.age,
+        "vip_og": user.vip_og,
+        "vip_years": user.vip_years,
+        "vip_cover_image": None,
     }
     url = avatar_url(user, image_base)
     if url is not None:
@@ -87,9 +105,14 @@ def user_document(user: EmulatedUser, image_base: str, *, with_uuid: bool = True
 
 
 def settings_document(user: EmulatedUser, image_base: str) -> dict[str, Any]:
-    """``GET /users/settings``: the signed-in user's profile and account settings."""
+    """``GET /users/settings``: the signed-in user's profile and account settings.
+
+    Every key ``settingsResponseSchema.ts`` requires is here, ``permissions`` included;
+    ``browsing`` only comes with ``extended=browsing`` and is left out.
+    """
     return {
         "user": user_document(user, image_base),
+        "permissions": dict(user.permissions),
         "account": {
             "timezone": user.timezone,
             "date_format": "mdy",
@@ -133,9 +156,9 @@ def last_activities_document(user: EmulatedUser) -> dict[str, Any]:
 
 
 def _with_images(media: dict[str, Any], kind: str, image_base: str) -> dict[str, Any]:
-    """A copy of ``media`` with Trakt-style image URL lists served by the emulator."""
+    """A copy of ``media`` with Trakt-style image URL lists served by the emulator, without scheme."""
     name = f"{kind}-{media.get('ids', {}).get('trakt', 'x')}"
-    url = f"{image_base}/images/posters/{name}.png"
+    url = scheme_less(f"{image_base}/images/posters/{name}.png")
     key = "screenshot" if kind == "episode" else "poster"
     return {**media, "images": {key: [url], "fanart": [url] if kind != "episode" else []}}
 

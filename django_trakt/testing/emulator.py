@@ -28,8 +28,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .app import CLOUDFLARE_RETRY_AFTER
 from .documents import iso
-from .errors import AuthorizationRejected, OAuthError
+from .errors import AuthorizationRedirectError, AuthorizationRejected, OAuthError
 from .state import (
     KINDS,
     AuthorizationGrant,
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DAY = 24 * 60 * 60
+#: What Trakt grants when the authorize request names no scope: it adds ``public
+#: offline_access`` itself (its redirect chain, trakt/trakt-api#887).
+DEFAULT_SCOPE = "public offline_access"
 USER_CODE_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -67,6 +71,11 @@ def _s256(verifier: str) -> str:
     """PKCE S256: base64url, without padding, of the verifier's SHA-256."""
     digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def requested_scope(scope: str | None) -> str:
+    """The scope an authorize request gets: its own, or ``public offline_access`` when it names none."""
+    return " ".join(scope.split()) if scope and scope.strip() else DEFAULT_SCOPE
 
 
 def _timestamp(value: float | dt.datetime | None, default: float) -> float:
@@ -127,6 +136,16 @@ class TraktEmulator:
         self.refresh_events: list[RefreshEvent] = []
         self.revoked_tokens: set[str] = set()
         self.disabled_apps: set[str] = set()
+        self._legacy_refresh: set[str] = set()
+        #: GETs counted per user (or app key) and fixed window: ``(who, window) -> count``.
+        self._get_counts: dict[tuple[str, int], int] = {}
+        #: Trakt's GET limit: 500 per 5 minutes per user (a maintainer, trakt/trakt-api#909,
+        #: September 2026; older docs said 1000). ``None`` switches the limit off.
+        self.get_limit: int | None = 500
+        self.rate_limit_period = 300
+        #: When set, going over the limit is answered by Cloudflare's edge rule instead of
+        #: the API: ``429``, an HTML page, ``Retry-After: 300``, no ``X-Ratelimit`` (#909, #922).
+        self.cloudflare_burst = False
 
         from .app import TraktApp  # local: app.py imports this module's types
 
@@ -367,42 +386,76 @@ class TraktEmulator:
 
     # -- clients and authorization -------------------------------------------------------
 
-    def authenticate_client(self, client_id: Any, client_secret: Any) -> EmulatedApp:
-        """The app for these credentials, or ``401 invalid_client``."""
+    def authenticate_client(self, client_id: Any, client_secret: Any, *, status: int = 401) -> EmulatedApp:
+        """The app for these credentials, or ``invalid_client`` with ``status``.
+
+        The token endpoint answers ``400`` (its contract, ``projects/api/src/contracts/oauth/index.ts``:
+        "If the exchange cannot be completed, this endpoint returns a 400 response with an OAuth
+        error", ``tokenErrorResponseSchema``); revoke and the device endpoints keep ``401``, which
+        their contracts leave open.
+        """
         app = self.apps.get(client_id) if isinstance(client_id, str) else None
         if (
             app is None
             or not isinstance(client_secret, str)
             or not hmac.compare_digest(app.client_secret.encode(), client_secret.encode())
         ):
-            raise OAuthError(401, "invalid_client", "Client authentication failed: unknown client or wrong secret.")
+            raise OAuthError(status, "invalid_client", "Client authentication failed: unknown client or wrong secret.")
         return app
 
     def validate_authorize(self, params: Mapping[str, str]) -> EmulatedApp:
         """Check an authorize request before any page or redirect.
 
-        An unknown client or an unregistered redirect URI is never redirected to;
-        PKCE is required (Trakt, July 2026) unless ``require_pkce`` is False.
+        An unknown client or an unregistered redirect URI is never redirected to (a 400
+        page). Everything else is refused *on the redirect*
+        (:class:`AuthorizationRedirectError`), as Trakt's auth stack does:
+
+        - PKCE is required (unless ``require_pkce`` is False): without a challenge Trakt
+          redirects back with ``error=invalid_request`` and "pkce is required when requesting
+          offline_access scope" (trakt/trakt-api#887; Trakt adds ``offline_access`` itself, see
+          :func:`requested_scope`);
+        - only ``S256`` is accepted: Trakt has only been seen with it, its own redirect chain
+          adds ``code_challenge_method=S256`` (#887), and ``plain`` defeats PKCE; a challenge
+          without a method is refused rather than taken as ``plain`` (RFC 7636's default).
         """
         app = self.apps.get(params.get("client_id", ""))
         if app is None:
             raise AuthorizationRejected("Unknown client_id.")
-        if params.get("redirect_uri") not in app.redirect_uris:
+        redirect_uri = params.get("redirect_uri")
+        if redirect_uri not in app.redirect_uris:
             raise AuthorizationRejected("The redirect_uri is not registered for this application.")
         if params.get("response_type") != "code":
             raise AuthorizationRejected("response_type must be 'code'.")
         challenge = params.get("code_challenge")
-        method = params.get("code_challenge_method") or ("plain" if challenge else None)
+        method = params.get("code_challenge_method")
+        scopes = requested_scope(params.get("scope")).split()
         if not challenge:
             if self.require_pkce:
-                raise AuthorizationRejected("PKCE is required: send code_challenge and code_challenge_method=S256.")
-        elif method not in ("S256", "plain"):
-            raise AuthorizationRejected("code_challenge_method must be S256 (or plain).")
+                needed = " when requesting offline_access scope" if "offline_access" in scopes else ""
+                self._refuse_on_redirect(params, "invalid_request", f"pkce is required{needed}")
+        elif not method:
+            self._refuse_on_redirect(params, "invalid_request", "code_challenge_method is required (S256)")
+        elif method != "S256":
+            self._refuse_on_redirect(
+                params, "invalid_request", f"code_challenge_method {method} is not supported; use S256"
+            )
         return app
 
+    @staticmethod
+    def _refuse_on_redirect(params: Mapping[str, str], error: str, description: str) -> None:
+        state = {"state": params["state"]} if params.get("state") is not None else {}
+        location = _with_query(params["redirect_uri"], {"error": error, "error_description": description, **state})
+        raise AuthorizationRedirectError(location, error, description)
+
     def decide(self, params: Mapping[str, str], username: str | None = None, decision: str = "approve") -> str:
-        """Apply a user's decision on an authorize request; return the callback URL."""
-        self.validate_authorize(params)
+        """Apply a user's decision on an authorize request; return the callback URL.
+
+        A request refused on the redirect (PKCE) returns that error's callback URL.
+        """
+        try:
+            self.validate_authorize(params)
+        except AuthorizationRedirectError as refused:
+            return refused.location
         state = {"state": params["state"]} if params.get("state") is not None else {}
         redirect_uri = params["redirect_uri"]
         if decision == "deny":
@@ -426,8 +479,9 @@ class TraktEmulator:
                 user=user,
                 redirect_uri=redirect_uri,
                 code_challenge=challenge,
-                code_challenge_method=(params.get("code_challenge_method") or "plain") if challenge else None,
+                code_challenge_method="S256" if challenge else None,
                 created_at=self.now(),
+                scope=requested_scope(params.get("scope")),
             )
             self._grants[grant.code] = grant
         logger.debug("Authorization code issued for user %s, client %s", user.username, grant.client_id)
@@ -437,14 +491,17 @@ class TraktEmulator:
         """What the consent page does, for tests: returns the callback URL.
 
         Raises ``ValueError`` (``AuthorizationRejected``) where the page would show
-        a 400 error instead of redirecting.
+        a 400 error instead of redirecting; a request Trakt refuses on the redirect (PKCE)
+        returns the callback URL with ``error=invalid_request``, as the browser would get.
         """
         params = dict(parse_qsl(urlsplit(authorize_url).query, keep_blank_values=True))
         return self.decide(params, username, decision)
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def _new_pair(self, user: EmulatedUser, client_id: str, expires_in: int | None = None) -> TokenPair:
+    def _new_pair(
+        self, user: EmulatedUser, client_id: str, expires_in: int | None = None, scope: str = DEFAULT_SCOPE
+    ) -> TokenPair:
         now = self.now()
         pair = TokenPair(
             access_token=random_hex(32),
@@ -454,19 +511,30 @@ class TraktEmulator:
             created_at=int(now),
             expires_in=int(expires_in if expires_in is not None else self.access_token_lifetime),
             refresh_expires_at=now + self.refresh_token_lifetime,
+            scope=scope,
         )
         self._access[pair.access_token] = pair
         self._refresh[pair.refresh_token] = pair
         return pair
 
     def issue_tokens(
-        self, user: str | EmulatedUser, client_id: str, *, expires_in: int | None = None
+        self, user: str | EmulatedUser, client_id: str, *, expires_in: int | None = None, legacy: bool = False
     ) -> dict[str, Any]:
-        """Create a token pair as if the user had authorized; returns the token body."""
+        """Create a token pair as if the user had authorized; returns the token body.
+
+        ``legacy=True``: a pair from before Trakt's July 2026 auth migration. Its refresh
+        token gets an empty-body ``400`` (trakt/trakt-api#888: "that refresh token predates
+        our recent auth migration, so it can't be exchanged any more") and its access token
+        is expired: the user must authorize once more.
+        """
         with self.lock:
             if client_id not in self.apps:
                 raise KeyError(client_id)
-            return self._new_pair(self.get_user(user), client_id, expires_in).as_response()
+            pair = self._new_pair(self.get_user(user), client_id, expires_in)
+            if legacy:
+                self._legacy_refresh.add(pair.refresh_token)
+                pair.created_at = int(self.now()) - pair.expires_in - 1
+            return pair.as_response()
 
     def _live(self, pair: TokenPair | None) -> bool:
         return (
@@ -514,9 +582,9 @@ class TraktEmulator:
             return len(pairs)
 
     def exchange_code(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """``grant_type=authorization_code``: single use, 10 minutes, exact redirect, PKCE."""
+        """``grant_type=authorization_code``: single use, 10 minutes, exact redirect, PKCE (S256)."""
         with self.lock:
-            app = self.authenticate_client(body.get("client_id"), body.get("client_secret"))
+            app = self.authenticate_client(body.get("client_id"), body.get("client_secret"), status=400)
             code = body.get("code")
             if not isinstance(code, str) or not code:
                 raise OAuthError(400, "invalid_request", "code is required.")
@@ -533,18 +601,18 @@ class TraktEmulator:
                 verifier = body.get("code_verifier")
                 if not isinstance(verifier, str) or not verifier:
                     raise OAuthError(400, "invalid_grant", "code_verifier is required (PKCE).")
-                expected = _s256(verifier) if grant.code_challenge_method == "S256" else verifier
+                expected = _s256(verifier)
                 if not hmac.compare_digest(expected.encode(), grant.code_challenge.encode()):
                     raise OAuthError(400, "invalid_grant", "code_verifier does not match the code_challenge.")
             grant.used = True
-            pair = self._new_pair(grant.user, app.client_id)
+            pair = self._new_pair(grant.user, app.client_id, scope=grant.scope)
         logger.debug("Code exchanged for tokens: user %s, client %s", grant.user.username, app.client_id)
         return pair.as_response()
 
     def refresh(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """``grant_type=refresh_token``: single use and rotating; the old pair dies."""
         with self.lock:
-            app = self.authenticate_client(body.get("client_id"), body.get("client_secret"))
+            app = self.authenticate_client(body.get("client_id"), body.get("client_secret"), status=400)
             token = body.get("refresh_token")
             if not isinstance(token, str) or not token:
                 raise OAuthError(400, "invalid_request", "refresh_token is required.")
@@ -555,7 +623,9 @@ class TraktEmulator:
                 raise OAuthError(400, "invalid_grant", "redirect_uri is not registered for this application.")
             pair = self._refresh.get(token)
             reason = ""
-            if pair is None or pair.client_id != app.client_id:
+            if token in self._legacy_refresh:
+                reason = "legacy"
+            elif pair is None or pair.client_id != app.client_id:
                 reason = "unknown"
             elif pair.superseded:
                 reason = "reused"
@@ -574,10 +644,13 @@ class TraktEmulator:
             self.refresh_events.append(event)
             if reason:
                 logger.info("Refresh rejected (%s) for client %s", reason, app.client_id)
+                if reason == "legacy":
+                    # trakt/trakt-api#888: "HTTP 400, no further detail in the response body".
+                    raise OAuthError(400)
                 raise OAuthError(400, "invalid_grant", f"The refresh token is invalid ({reason}).")
             assert pair is not None
             pair.superseded = True
-            new_pair = self._new_pair(pair.user, app.client_id)
+            new_pair = self._new_pair(pair.user, app.client_id, scope=pair.scope)
             event.new_refresh_token = new_pair.refresh_token
         logger.debug("Tokens refreshed: user %s, client %s", pair.user.username, app.client_id)
         return new_pair.as_response()
@@ -639,7 +712,10 @@ class TraktEmulator:
         return {
             "device_code": device.device_code,
             "user_code": device.user_code,
-            "verification_url": f"{self.web_url}/activate",
+            # The contract (projects/api/src/contracts/oauth/index.ts, device code): "The QR code should
+            # use https://auth.trakt.tv/activate"; the user_code may be appended (its playground,
+            # projects/playground/src/createDeviceTokenPoller.ts: `${verification_url}/${user_code}`).
+            "verification_url": f"{self.auth_url}/activate",
             "expires_in": device.expires_in,
             "interval": device.interval,
         }
@@ -704,6 +780,24 @@ class TraktEmulator:
         """Expire a device code now: its next poll gets 410."""
         with self.lock:
             self._device_by_user_code(user_code).expired = True
+
+    # -- rate limit -----------------------------------------------------------------------------
+
+    def count_get(self, who: str) -> tuple[int, float]:
+        """Count one API GET of ``who``; its count in this window and when the window ends.
+
+        Fixed windows of ``rate_limit_period`` seconds on the emulator's clock (so
+        ``advance()`` opens the next one), as Trakt's ``X-Ratelimit`` ``until`` suggests.
+        """
+        period = max(1, int(self.rate_limit_period))
+        window = int(self.now() // period)
+        with self.lock:
+            if any(key[1] < window for key in self._get_counts):
+                # Only the current window counts: forget the others instead of growing forever.
+                self._get_counts = {key: value for key, value in self._get_counts.items() if key[1] >= window}
+            count = self._get_counts.get((who, window), 0) + 1
+            self._get_counts[(who, window)] = count
+        return count, float((window + 1) * period)
 
     # -- recorded requests ------------------------------------------------------------------
 
@@ -795,12 +889,12 @@ class TraktEmulator:
         times: int = 1,
         method: str | None = None,
     ) -> Failure:
-        """Trakt's 429: ``Retry-After`` seconds and an ``X-Ratelimit`` JSON header."""
+        """Trakt's 429: ``Retry-After`` seconds and an ``X-Ratelimit`` JSON header (limit 500, #909)."""
         seconds = max(0, math.ceil(retry_after))
         ratelimit = {
             "name": "AUTHED_API_GET_LIMIT",
             "period": 300,
-            "limit": 1000,
+            "limit": 500,
             "remaining": 0,
             "until": iso(self.now() + seconds),
         }
@@ -832,9 +926,19 @@ class TraktEmulator:
         return self._queue(path_regex, method, times, kind="slow", delay=float(seconds))
 
     def disable_app(self, client_id: str) -> None:
-        """Trakt disabled or deleted this app: every request naming it gets a 403."""
+        """Trakt disabled or deleted this app: every request naming it gets a 403.
+
+        Trakt deletes apps without OAuth sessions automatically (trakt/trakt-api#691); from
+        then on every call of the app (authorize, token, device code and poll, revoke, API)
+        is refused with a 403, whatever its user or token.
+        """
         with self.lock:
             self.disabled_apps.add(client_id)
+
+    def enable_app(self, client_id: str) -> None:
+        """Undo :meth:`disable_app`."""
+        with self.lock:
+            self.disabled_apps.discard(client_id)
 
     def cloudflare_next(
         self,
@@ -844,14 +948,22 @@ class TraktEmulator:
         times: int = 1,
         method: str | None = None,
     ) -> Failure:
-        """Cloudflare in front of Trakt: an HTML page, no ``X-Ratelimit``."""
+        """Cloudflare in front of Trakt: an HTML page, no ``X-Ratelimit``.
+
+        A ``429`` is Cloudflare's rate-limit page and carries ``Retry-After: 300``
+        (trakt/trakt-api#909: "text/html with Server: cloudflare, Retry-After: 300 and no
+        X-Ratelimit header").
+        """
         from .pages import cloudflare_page
 
+        headers = {"Content-Type": "text/html; charset=UTF-8", "Server": "cloudflare", "CF-RAY": "emulated"}
+        if status == 429:
+            headers["Retry-After"] = str(CLOUDFLARE_RETRY_AFTER)
         return self.fail_next(
             path_regex,
             status=status,
             body=cloudflare_page(status),
-            headers={"Content-Type": "text/html; charset=UTF-8", "Server": "cloudflare", "CF-RAY": "emulated"},
+            headers=headers,
             times=times,
             method=method,
         )

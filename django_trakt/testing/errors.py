@@ -36,6 +36,22 @@ class AuthorizationRejected(ValueError):
     """
 
 
+class AuthorizationRedirectError(AuthorizationRejected):
+    """An authorize request refused *on the redirect*: the client and redirect URI are good.
+
+    OAuth (RFC 6749 4.1.2.1) sends such errors back to the client's redirect URI as
+    ``?error=...&error_description=...&state=...`` instead of showing a page; Trakt does this
+    for PKCE problems ("pkce is required when requesting offline_access scope",
+    trakt/trakt-api#887). ``location`` is that callback URL.
+    """
+
+    def __init__(self, location: str, error: str, description: str) -> None:
+        super().__init__(description)
+        self.location = location
+        self.error = error
+        self.description = description
+
+
 class EmulatedTimeout(Exception):
     """Raised inside the WSGI app, in-process only, to stand for a request timeout.
 

@@ -97,7 +97,18 @@ def profile_page(username: str, name: str | None, slug: str, avatar_url: str | N
 
 
 def cloudflare_page(status: int) -> bytes:
-    """What Cloudflare sends in front of Trakt when it blocks a request."""
+    """What Cloudflare sends in front of Trakt when it blocks a request.
+
+    Its rate-limit page (429) reads "Access denied ... has banned you temporarily"
+    (trakt/trakt-api#922).
+    """
+    if status == 429:
+        body = (
+            "<h1>Access denied</h1>\n"
+            "<p>The owner of this website (api.trakt.tv) has banned you temporarily from accessing "
+            "this website (emulated Cloudflare).</p>\n<p>Cloudflare Ray ID: <code>emulated</code></p>"
+        )
+        return _page("Access denied | api.trakt.tv used Cloudflare to restrict access", body)
     body = (
         "<h1>Sorry, you have been blocked</h1>\n"
         "<p>You are unable to access trakt.tv (emulated Cloudflare, "

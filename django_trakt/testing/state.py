@@ -83,6 +83,13 @@ class EmulatedUser:
     private: bool = False
     vip: bool = False
     vip_ep: bool = False
+    #: Required by ``settingsResponseSchema.ts``: a VIP from before 2017, and for how many years.
+    vip_og: bool = False
+    vip_years: int = 0
+    #: ``permissions`` of ``/users/settings`` (required by the same schema).
+    permissions: dict[str, bool] = dataclasses.field(
+        default_factory=lambda: {"commenting": True, "liking": True, "following": True}
+    )
     avatar_url: str | None = AUTO_AVATAR
     omit_uuid: bool = False
     joined_at: float = 0.0
@@ -111,6 +118,7 @@ class AuthorizationGrant:
     code_challenge_method: str | None
     created_at: float
     used: bool = False
+    scope: str = "public offline_access"
 
 
 @dataclasses.dataclass
@@ -130,6 +138,8 @@ class TokenPair:
     refresh_expires_at: float
     revoked: bool = False
     superseded: bool = False
+    #: What the user granted (Trakt adds ``public offline_access`` to a request naming none).
+    scope: str = "public offline_access"
 
     def as_response(self) -> dict[str, Any]:
         """The body ``/oauth/token`` answers with."""
@@ -138,7 +148,7 @@ class TokenPair:
             "token_type": "bearer",
             "expires_in": self.expires_in,
             "refresh_token": self.refresh_token,
-            "scope": "public",
+            "scope": self.scope,
             "created_at": self.created_at,
         }
 

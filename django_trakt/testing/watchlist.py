@@ -43,6 +43,9 @@ def _number(key: str) -> Callable[[WatchlistItem], Any]:
     return lambda item: item.extra.get(key) or 0
 
 
+#: The sorts Trakt's contract lists, in its order (``sortEnumSchema`` in
+#: projects/api/src/contracts/users/schema/request/sortParamsSchema.ts). ``my_rating`` and
+#: ``random`` are not among them; the API answers other values with a 400 (``app.py``).
 SORT_KEYS: dict[str, Callable[[WatchlistItem], Any]] = {
     "rank": lambda item: item.rank,
     "added": lambda item: item.listed_at,
@@ -56,13 +59,9 @@ SORT_KEYS: dict[str, Callable[[WatchlistItem], Any]] = {
 
 
 def select(items: Sequence[WatchlistItem], kind: str | None, sort_by: str, sort_how: str) -> list[WatchlistItem]:
-    """Items of ``kind`` (None: all) in the requested order.
-
-    Unknown ``sort_by`` values (``my_rating``, ``random``, ...) fall back to rank:
-    the emulator keeps no ratings, and a stable order makes tests repeatable.
-    """
+    """Items of ``kind`` (None: all) in the requested order; ``sort_by`` is one of ``SORT_KEYS``."""
     chosen = [item for item in items if kind is None or item.kind == kind]
-    key = SORT_KEYS.get(sort_by, SORT_KEYS["rank"])
+    key = SORT_KEYS[sort_by]
     chosen.sort(key=lambda item: item.rank)  # tie-break by rank, sort is stable
     chosen.sort(key=key, reverse=sort_how == "desc")
     return chosen
