@@ -382,16 +382,29 @@ def check_signup_mail_delivery(app_configs: Any = None, **kwargs: Any) -> list[c
         return []
     # Django's own defaults, i.e. never configured; no connection is tried (a check must
     # not depend on the network), so a real local relay on localhost is the one false alarm.
-    if settings.EMAIL_BACKEND != SMTP_BACKEND or settings.EMAIL_HOST != "localhost":
-        return []
+    mailers = getattr(settings, "MAILERS", None)  # Django 6.1+, when the site defines it
+    if mailers is not None:
+        default = mailers.get("default") if isinstance(mailers, dict) else None
+        options = default.get("OPTIONS") if isinstance(default, dict) else None
+        host = options.get("host") if isinstance(options, dict) else None
+        if not isinstance(default, dict) or default.get("BACKEND") != SMTP_BACKEND or host not in (None, "localhost"):
+            return []
+        setting = 'MAILERS["default"]'
+        fix = 'set its "BACKEND" to "django.core.mail.backends.console.EmailBackend" (mails are printed)'
+        elsewhere = 'set its "OPTIONS" ("host", "port", "username", ...) to your mail server'
+    else:
+        if settings.EMAIL_BACKEND != SMTP_BACKEND or settings.EMAIL_HOST != "localhost":
+            return []
+        setting = "EMAIL_BACKEND and EMAIL_HOST"
+        fix = 'set EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend" (mails are printed)'
+        elsewhere = "set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, ...) to your mail server"
     return [
         checks.Warning(
             f"ACCOUNT_EMAIL_VERIFICATION is {str(account_settings.EMAIL_VERIFICATION.value)!r}, so a Trakt signup "
-            "sends a confirmation mail, but EMAIL_BACKEND and EMAIL_HOST are Django's defaults (SMTP on "
+            f"sends a confirmation mail, but the mail settings ({setting}) are Django's defaults (SMTP on "
             "localhost): without a mail server there, the signup fails with ConnectionRefusedError (a server "
             "error, after the user was saved).",
-            hint='In development set EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend" (mails are '
-            "printed); otherwise set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, ...) to your mail server.",
+            hint=f"In development {fix}; otherwise {elsewhere}.",
             id="django_trakt.W009",
         )
     ]

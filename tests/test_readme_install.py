@@ -16,12 +16,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import django
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MARKER = re.compile(
-    r"^<!-- install: (?P<path>\S+) (?P<mode>append|create|run) -->\n```[\w-]*\n(?P<body>.*?)^```$", re.M | re.S
+    r"^<!-- install: (?P<path>\S+) (?P<mode>append|create|run)(?: django<(?P<below>\d+\.\d+))? -->\n"
+    r"```[\w-]*\n(?P<body>.*?)^```$",
+    re.M | re.S,
 )
 TIMEOUT = 120
 
@@ -34,7 +37,14 @@ def installation_section() -> str:
 
 
 def install_blocks() -> list[tuple[str, str, str]]:
-    return [(m["path"], m["mode"], m["body"]) for m in MARKER.finditer(installation_section())]
+    """The blocks for the installed Django (a block marked ``django<X.Y`` only below X.Y)."""
+    blocks = []
+    for match in MARKER.finditer(installation_section()):
+        below = match["below"]
+        if below and django.VERSION[:2] >= tuple(int(part) for part in below.split(".")):
+            continue
+        blocks.append((match["path"], match["mode"], match["body"]))
+    return blocks
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -66,8 +76,10 @@ SIGN_IN_SCRIPT = textwrap.dedent(
 
     from django.conf import settings
 
-    # Django's default EMAIL_BACKEND (SMTP to localhost:25) would fail the signup's mail.
-    assert settings.EMAIL_BACKEND != "django.core.mail.backends.smtp.EmailBackend", settings.EMAIL_BACKEND
+    # Django's default mail backend (SMTP to localhost:25) would fail the signup's mail.
+    mailers = getattr(settings, "MAILERS", None)  # Django 6.1+
+    backend = mailers["default"]["BACKEND"] if mailers else settings.EMAIL_BACKEND
+    assert backend != "django.core.mail.backends.smtp.EmailBackend", backend
     allowed_hosts = list(settings.ALLOWED_HOSTS)
     setup_test_environment(debug=settings.DEBUG)  # mail goes to mail.outbox instead of the console
     settings.ALLOWED_HOSTS = allowed_hosts  # as runserver has them: DEBUG and none allow localhost

@@ -162,6 +162,28 @@ def test_unconfigured_smtp_quiet_otherwise(overrides):
         assert checks.check_signup_mail_delivery() == []
 
 
+@pytest.mark.parametrize(
+    ("mailer", "warns"),
+    [
+        pytest.param({"BACKEND": SMTP}, True, id="smtp-defaults"),
+        pytest.param({"BACKEND": SMTP, "OPTIONS": {"host": "localhost"}}, True, id="smtp-localhost"),
+        pytest.param({"BACKEND": SMTP, "OPTIONS": {"host": "smtp.example.org"}}, False, id="smtp-configured"),
+        pytest.param({"BACKEND": "django.core.mail.backends.console.EmailBackend"}, False, id="console"),
+    ],
+)
+def test_unconfigured_smtp_read_from_mailers(mailer, warns):
+    # Django 6.1's MAILERS replaces EMAIL_BACKEND/EMAIL_HOST (and forbids them beside it):
+    # when a site defines it, its "default" mailer is what sends the signup mail.
+    with override_settings(DEBUG=True, ACCOUNT_EMAIL_VERIFICATION="mandatory", MAILERS={"default": mailer}):
+        found = checks.check_signup_mail_delivery()
+    if not warns:
+        assert found == []
+        return
+    (warning,) = found
+    assert warning.id == "django_trakt.W009" and 'MAILERS["default"]' in warning.msg
+    assert '"BACKEND"' in warning.hint and "console.EmailBackend" in warning.hint
+
+
 # -- W010: LOGIN_REDIRECT_URL leads nowhere ------------------------------------------------------------
 
 
