@@ -183,10 +183,20 @@ class Profile:
         raise RuntimeError("a bug in the site's model")
 
 
-def test_watchlist_tag_argument_that_fails_to_resolve_renders_the_not_linked_state(db, caplog):
-    html = render("{% trakt_watchlist profile.owner %}", profile=Profile())
-    assert "No Trakt account is linked." in html
-    assert "The arguments of trakt_watchlist could not be resolved" in caplog.text
+def test_watchlist_tag_argument_that_raises_is_the_sites_own_error(db, trakt):
+    # The tag is a simple_tag: Django resolves its arguments, and a site's property that
+    # raises fails the page as it would in {{ profile.owner }}, unchanged (a bug of the
+    # site is not one of Trakt's failures, which the tag turns into the empty state).
+    with pytest.raises(RuntimeError, match="a bug in the site's model"):
+        render("{% trakt_watchlist profile.owner %}", profile=Profile())
+    assert trakt.requests == []
+
+
+def test_watchlist_tag_argument_that_is_missing_renders_the_empty_state(db, trakt):
+    # Django resolves a missing attribute to "" (string_if_invalid): no user, no name.
+    html = render("{% trakt_watchlist profile.nobody %}", profile=Profile())
+    assert "The watchlist cannot be shown right now." in html
+    assert trakt.requests == []
 
 
 def test_watchlist_tag_with_missing_template_renders_nothing_and_keeps_the_page(viewer, caplog):

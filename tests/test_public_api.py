@@ -53,9 +53,6 @@ PRIVATE_ATTRIBUTES = frozenset(
 ALLOWED: dict[tuple[str, str, str], str] = {
     # Django 4.2 has no AdminSite.get_model_admin (new in 5.0); goes with 4.2 support.
     ("admin.py", "", "_registry"): "Django 4.2",
-    # Removed by the template-tag rewrite, issue 13 item 4 (simple_tags over plain
-    # functions need no argument parser of their own).
-    ("templatetags/trakt.py", "django.template.library", "parse_bits"): "issue 13 item 4",
 }
 
 

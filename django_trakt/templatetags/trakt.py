@@ -17,16 +17,16 @@ Trakt accepts), and with ``DEBUG`` off falls back to ``rank`` with a logged warn
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django import template
 from django.conf import settings
 from django.template import Engine, TemplateSyntaxError
-from django.template.base import FilterExpression, Parser, Token
 from django.template.context import Context
-from django.template.library import parse_bits
 
 from django_trakt.links.profile import TraktProfile, trakt_account_of
 from django_trakt.pages import images
@@ -38,12 +38,6 @@ register = template.Library()
 WATCHLIST_TEMPLATE = "django_trakt/watchlist.html"
 DEFAULT_LIMIT = 10
 DEFAULT_AVATAR_SIZE = 64
-
-# Django 6.1 dropped parse_bits()'s ``takes_context``; False (no leading ``context``
-# parameter) is what 6.1 always does, so older Djangos get it and 6.1 gets nothing.
-_PARSE_BITS_COMPAT: dict[str, Any] = (
-    {"takes_context": False} if "takes_context" in inspect.signature(parse_bits).parameters else {}
-)
 
 
 # -- plain functions (unit-testable) --------------------------------------------------------------
@@ -113,68 +107,57 @@ def trakt_avatar_url(user: Any) -> str:
     return str(avatar_context(user)["src"])
 
 
-class WatchlistNode(template.Node):
-    def __init__(self, args: list[FilterExpression], kwargs: dict[str, FilterExpression], target: str | None) -> None:
-        self.args = args
-        self.kwargs = kwargs
-        self.target = target
+@dataclasses.dataclass(frozen=True)
+class RenderedWatchlist(WatchlistResult):
+    """What ``{% trakt_watchlist %}`` gives: the list's data, which is also its HTML when output.
 
-    def render(self, context: Context) -> str:
-        try:
-            (user_or_username,) = (arg.resolve(context) for arg in self.args)
-            options = {name: value.resolve(context) for name, value in self.kwargs.items()}
-        except Exception:
-            logger.exception("The arguments of trakt_watchlist could not be resolved")
-            user_or_username, options = None, {}
-        if "sort" in options:
-            options["sort"] = checked_sort(options["sort"])
-        posters = bool(options.pop("posters", False))
-        template_name = options.pop("template", None) or WATCHLIST_TEMPLATE
-        options.setdefault("limit", DEFAULT_LIMIT)
-        result = watchlist_result(user_or_username, **options)
-        if self.target is not None:
-            context[self.target] = result
-            return ""
-        try:
-            engine = context.template.engine if context.template is not None else Engine.get_default()
-            values = {
-                "watchlist": result,
-                "posters": posters,
-                "default_poster": images.default_image_url(images.POSTER) if posters else "",
-            }
-            return engine.get_template(template_name).render(context.new(values))
-        except Exception:
-            logger.exception("The Trakt watchlist template %s could not be rendered", template_name)
-            return ""
+    ``{% trakt_watchlist user %}`` outputs it (Django calls ``__html__``); ``... as items``
+    stores it, to loop over or to output later with ``{{ items }}``.
+    """
+
+    render: Callable[[], str] = dataclasses.field(default=lambda: "", repr=False, compare=False)
+
+    def __html__(self) -> str:
+        return self.render()
+
+    def __str__(self) -> str:
+        return self.render()
 
 
-_WATCHLIST_KWONLY_DEFAULTS: dict[str, Any] = {
-    "type": None,
-    "sort": None,
-    "limit": None,
-    "posters": None,
-    "template": None,
-}
+def render_watchlist(
+    engine: Engine, context: Context, result: WatchlistResult, *, posters: bool, template_name: str
+) -> str:
+    """The HTML of ``result`` with ``template_name`` ("" and logged if that template fails)."""
+    try:
+        values = {
+            "watchlist": result,
+            "posters": posters,
+            "default_poster": images.default_image_url(images.POSTER) if posters else "",
+        }
+        return engine.get_template(template_name).render(context.new(values))
+    except Exception:
+        logger.exception("The Trakt watchlist template %s could not be rendered", template_name)
+        return ""
 
 
-@register.tag("trakt_watchlist")
-def trakt_watchlist(parser: Parser, token: Token) -> WatchlistNode:
+@register.simple_tag(takes_context=True)
+def trakt_watchlist(
+    context: Context,
+    user_or_username: Any,
+    *,
+    type: Any = None,
+    sort: Any = None,
+    limit: Any = DEFAULT_LIMIT,
+    posters: Any = False,
+    template: Any = None,
+) -> RenderedWatchlist:
     """``{% trakt_watchlist user type="movies" sort="rank" limit=10 %}`` or ``... as items``."""
-    bits = token.split_contents()
-    name, bits = bits[0], bits[1:]
-    target = None
-    if len(bits) >= 2 and bits[-2] == "as":
-        target, bits = bits[-1], bits[:-2]
-    args, kwargs = parse_bits(
-        parser,
-        bits,
-        params=["user_or_username"],
-        varargs=None,
-        varkw=None,
-        defaults=None,
-        kwonly=["type", "sort", "limit", "posters", "template"],
-        kwonly_defaults=_WATCHLIST_KWONLY_DEFAULTS,
-        name=name,
-        **_PARSE_BITS_COMPAT,
+    options = {"type": type, "sort": checked_sort(sort), "limit": limit}
+    result = watchlist_result(user_or_username, **{name: value for name, value in options.items() if value is not None})
+    engine = context.template.engine if context.template is not None else Engine.get_default()
+    render = functools.partial(
+        render_watchlist, engine, context, result, posters=bool(posters), template_name=template or WATCHLIST_TEMPLATE
     )
-    return WatchlistNode(args, kwargs, target)
+    return RenderedWatchlist(
+        **{field.name: getattr(result, field.name) for field in dataclasses.fields(result)}, render=render
+    )
