@@ -28,6 +28,7 @@ adapter refused it) is revoked at Trakt, so no token it issued stays live unseen
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import math
@@ -102,11 +103,39 @@ REFUSED = _("This site did not accept that Trakt account.")
 REAUTHENTICATE = _("Please confirm it is you to finish linking your Trakt account.")
 
 
+class PollStatus(enum.StrEnum):
+    """The ``status`` of a poll's JSON answer (the page's script reads it)."""
+
+    PENDING = "pending"  # waiting for the person to approve
+    SLOW_DOWN = DeviceStatus.SLOW_DOWN.value  # Trakt asked us to poll less often
+    UNAVAILABLE = "unavailable"  # Trakt did not answer; still trying
+    LINKED = "linked"  # done: the account is linked
+    # Final without a link:
+    NONE = "none"  # no code is pending
+    INVALID = DeviceStatus.INVALID.value
+    USED = DeviceStatus.USED.value
+    EXPIRED = DeviceStatus.EXPIRED.value
+    DENIED = DeviceStatus.DENIED.value
+    ERROR = "error"  # the site or Trakt failed; start again
+    APP_REFUSED = "app_refused"  # Trakt refuses the site's app itself (deleted or disabled)
+    OTHER_USER = "other_user"  # the Trakt account is another user's
+    REFUSED = "refused"  # the site's adapter refused the account
+    REAUTHENTICATE = "reauthenticate"  # allauth wants the password again first
+
+
+def _poll_status(value: Any, default: PollStatus) -> PollStatus:
+    """A status read back from the session or the cache (a string there), ``default`` if unknown."""
+    try:
+        return PollStatus(value)
+    except ValueError:
+        return default
+
+
 @dataclass
-class Outcome:
+class PollAnswer:
     """What one poll means for the page: a status, a message, and what comes next."""
 
-    status: str
+    status: PollStatus
     message: str | Promise
     final: bool = False
     redirect: str | None = None
@@ -150,11 +179,13 @@ def _retry_in(pending: dict[str, Any], now: float) -> int:
     return max(0, math.ceil(float(pending["next_poll_at"]) - now))
 
 
-def _waiting(pending: dict[str, Any], now: float, status: str = "pending", message: Any = WAITING) -> Outcome:
+def _waiting(
+    pending: dict[str, Any], now: float, status: PollStatus = PollStatus.PENDING, message: Any = WAITING
+) -> PollAnswer:
     """Not done yet: remember what the page last said, and say when to ask again."""
     pending["status"] = str(status)
     pending["message"] = str(message)
-    return Outcome(status, message, retry_in=_retry_in(pending, now), interval=float(pending["interval"]))
+    return PollAnswer(status, message, retry_in=_retry_in(pending, now), interval=float(pending["interval"]))
 
 
 # -- budgets and locks, in the cache (shared by every request and process) --------------------
@@ -210,21 +241,21 @@ def _share(pending: dict[str, Any], now: float) -> None:
     cache_call("set", _code_key(pending, "state"), state, _seconds_left(pending, now))
 
 
-def _share_final(pending: dict[str, Any], outcome: Outcome, now: float) -> None:
+def _share_final(pending: dict[str, Any], outcome: PollAnswer, now: float) -> None:
     # A concurrent poll that read the session before this one dropped the code gets the same
     # answer from here instead of polling a spent code.
     cache_call("set", _code_key(pending, "state"), {"outcome": outcome.as_json()}, _seconds_left(pending, now))
 
 
-def _shared(pending: dict[str, Any]) -> Outcome | None:
+def _shared(pending: dict[str, Any]) -> PollAnswer | None:
     """Bring ``pending`` up to what other requests learnt about its code; their final answer, if any."""
     state = cache_call("get", _code_key(pending, "state"))
     if not isinstance(state, dict):
         return None
     final = state.get("outcome")
     if isinstance(final, dict):
-        return Outcome(
-            status=str(final.get("status") or "error"),
+        return PollAnswer(
+            status=_poll_status(final.get("status"), PollStatus.ERROR),
             message=str(final.get("message") or LINK_FAILED),
             final=True,
             redirect=final.get("redirect") if isinstance(final.get("redirect"), str) else None,
@@ -234,7 +265,7 @@ def _shared(pending: dict[str, Any]) -> Outcome | None:
     if next_poll_at is not None and interval is not None and next_poll_at >= float(pending["next_poll_at"]):
         pending["next_poll_at"] = next_poll_at
         pending["interval"] = interval
-        pending["status"] = str(state.get("status") or "pending")
+        pending["status"] = str(_poll_status(state.get("status"), PollStatus.PENDING))
         pending["message"] = str(state.get("message") or WAITING)
     return None
 
@@ -383,14 +414,14 @@ def _render_wait(request: HttpRequest, message: str, seconds: int, next_url: str
 # -- one poll ----------------------------------------------------------------------------------
 
 
-def _poll(request: HttpRequest) -> Outcome:
+def _poll(request: HttpRequest) -> PollAnswer:
     pending = _pending(request)
     if pending is None:
-        return Outcome("none", NOTHING_PENDING, final=True)
+        return PollAnswer(PollStatus.NONE, NOTHING_PENDING, final=True)
     now = clock.now()
     if now >= float(pending["expires_at"]):
         _drop(request)
-        return Outcome(DeviceStatus.EXPIRED, FINAL_MESSAGES[DeviceStatus.EXPIRED], final=True)
+        return PollAnswer(PollStatus.EXPIRED, FINAL_MESSAGES[DeviceStatus.EXPIRED], final=True)
     finished = _shared(pending)
     if finished is not None:
         _drop(request)
@@ -402,7 +433,7 @@ def _poll(request: HttpRequest) -> Outcome:
     except TraktConfigurationError:
         logger.error("Linking by code failed: no Trakt app is configured (see check django_trakt.E002)")
         _drop(request)
-        return Outcome("error", NOT_CONFIGURED, final=True)
+        return PollAnswer(PollStatus.ERROR, NOT_CONFIGURED, final=True)
     lock_key = _code_key(pending, "lock")
     ticket, locked = take_lock(lock_key, _lock_seconds())
     if not locked:
@@ -433,12 +464,13 @@ def _poll(request: HttpRequest) -> Outcome:
         release_lock(lock_key, ticket)
 
 
-def _repeat(pending: dict[str, Any], now: float) -> Outcome:
+def _repeat(pending: dict[str, Any], now: float) -> PollAnswer:
     """Too early: repeat the last answer without asking Trakt (which would say 429)."""
-    return _waiting(pending, now, status=pending.get("status") or "pending", message=pending.get("message") or WAITING)
+    status = _poll_status(pending.get("status"), PollStatus.PENDING)
+    return _waiting(pending, now, status=status, message=pending.get("message") or WAITING)
 
 
-def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: float) -> Outcome:
+def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: float) -> PollAnswer:
     """The one call to Trakt of a poll (with the code's lock held), and what its answer means."""
     interval = float(pending["interval"])
     try:
@@ -449,18 +481,18 @@ def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: flo
         if _app_refused(app, err):
             # Every later poll would get the same 403 until the code expires: end it now.
             _drop(request)
-            return Outcome("app_refused", APP_REFUSED, final=True)
+            return PollAnswer(PollStatus.APP_REFUSED, APP_REFUSED, final=True)
         # A Cloudflare block: not the user's answer, keep the code, try again.
         logger.warning("Trakt device token poll failed, will retry: %s", type(err).__name__)
         pending["next_poll_at"] = now + max(interval, 1.0)
-        outcome = _waiting(pending, now, status="unavailable", message=UNAVAILABLE)
+        outcome = _waiting(pending, now, status=PollStatus.UNAVAILABLE, message=UNAVAILABLE)
         _save(request, pending)
         return outcome
     except (TraktTransportError, TraktServerError) as err:
         # An outage is not the user's answer: keep the code, try again.
         logger.warning("Trakt device token poll failed, will retry: %s", type(err).__name__)
         pending["next_poll_at"] = now + max(interval, 1.0)
-        outcome = _waiting(pending, now, status="unavailable", message=UNAVAILABLE)
+        outcome = _waiting(pending, now, status=PollStatus.UNAVAILABLE, message=UNAVAILABLE)
         _save(request, pending)
         return outcome
     except TraktError as err:
@@ -468,7 +500,7 @@ def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: flo
             "Trakt device token poll failed: %s (HTTP %s)", type(err).__name__, getattr(err, "status_code", "-")
         )
         _drop(request)
-        return Outcome("error", LINK_FAILED, final=True)
+        return PollAnswer(PollStatus.ERROR, LINK_FAILED, final=True)
     if answer.status is DeviceStatus.PENDING:
         pending["next_poll_at"] = now + interval
         outcome = _waiting(pending, now)
@@ -479,13 +511,13 @@ def _ask_trakt(request: HttpRequest, app: Any, pending: dict[str, Any], now: flo
         wait = max(interval, min(answer.retry_after or 0.0, MAX_INTERVAL))
         pending["interval"] = interval
         pending["next_poll_at"] = now + wait
-        outcome = _waiting(pending, now, status=DeviceStatus.SLOW_DOWN, message=SLOW_DOWN)
+        outcome = _waiting(pending, now, status=PollStatus.SLOW_DOWN, message=SLOW_DOWN)
         _save(request, pending)
         return outcome
     _drop(request)
     if answer.status is not DeviceStatus.APPROVED or answer.grant is None or answer.answer is None:
         logger.info("Linking by code ended at Trakt: %s", answer.status)
-        return Outcome(answer.status, FINAL_MESSAGES[answer.status], final=True)
+        return PollAnswer(PollStatus(answer.status), FINAL_MESSAGES[answer.status], final=True)
     return _complete(request, app, answer.answer, answer.grant, next_url=str(pending.get("next") or ""))
 
 
@@ -511,7 +543,7 @@ class _NotCompleted(Exception):
         self.response = response
 
 
-def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, *, next_url: str) -> Outcome:
+def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, *, next_url: str) -> PollAnswer:
     """Approved: connect the Trakt account to the signed-in user through allauth.
 
     ``complete_social_login`` with the connect process is allauth's public way to finish a
@@ -528,7 +560,7 @@ def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenG
     except (TraktError, ProviderException) as err:
         logger.warning("Trakt approved a device code, but the profile failed: %s", type(err).__name__)
         _revoke_unkept(app, grant)
-        return Outcome("error", LINK_FAILED, final=True)
+        return PollAnswer(PollStatus.ERROR, LINK_FAILED, final=True)
     token = TraktOAuth2Adapter(request).parse_token(answer)
     if app.pk:
         token.app = app
@@ -539,7 +571,7 @@ def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenG
     if other is not None:
         logger.warning("Trakt account %s is linked to another user; device link refused", other.pk)
         _revoke_unkept(app, grant)
-        return Outcome("other_user", OTHER_USER, final=True)
+        return PollAnswer(PollStatus.OTHER_USER, OTHER_USER, final=True)
     try:
         with transaction.atomic():
             response = complete_social_login(request, sociallogin)
@@ -551,17 +583,17 @@ def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenG
     except _NotCompleted as refusal:
         logger.info("The site did not accept a Trakt account linked by code (HTTP %s)", refusal.response.status_code)
         _revoke_unkept(app, grant)
-        return Outcome("refused", REFUSED, final=True)
+        return PollAnswer(PollStatus.REFUSED, REFUSED, final=True)
     except IntegrityError:
         logger.warning("Trakt account linked concurrently; device link refused")
         _revoke_unkept(app, grant)
-        return Outcome("other_user", OTHER_USER, final=True)
+        return PollAnswer(PollStatus.OTHER_USER, OTHER_USER, final=True)
     target = response["Location"]
     if _kept(request, uid, grant):
         logger.info("Linked Trakt account %s to user %s by code", sociallogin.account.pk, request.user.pk)
         name = str(sociallogin.account.get_provider_account())
-        return Outcome(
-            "linked", _("Your Trakt account %(name)s is linked.") % {"name": name}, final=True, redirect=target
+        return PollAnswer(
+            PollStatus.LINKED, _("Your Trakt account %(name)s is linked.") % {"name": name}, final=True, redirect=target
         )
     if _reauthenticating(request, target):
         # allauth keeps the login (tokens sealed) in the session and connects it once the
@@ -569,14 +601,14 @@ def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenG
         # they never do (TRAKT_PENDING_SIGNUP_MAX_AGE), settled when the link stores it.
         logger.info("Linking by code waits for user %s to reauthenticate", request.user.pk)
         pending_grants.note(request, grant.access_token)
-        return Outcome("reauthenticate", REAUTHENTICATE, final=True, redirect=target)
+        return PollAnswer(PollStatus.REAUTHENTICATE, REAUTHENTICATE, final=True, redirect=target)
     # Redirected without a link: allauth refused the connect (its message says why) or the
     # site's adapter sent the user elsewhere.
     _revoke_unkept(app, grant)
     if account_of_another_user(request, sociallogin) is not None:
-        return Outcome("other_user", OTHER_USER, final=True, redirect=target)
+        return PollAnswer(PollStatus.OTHER_USER, OTHER_USER, final=True, redirect=target)
     logger.info("The site did not accept a Trakt account linked by code")
-    return Outcome("refused", REFUSED, final=True, redirect=target)
+    return PollAnswer(PollStatus.REFUSED, REFUSED, final=True, redirect=target)
 
 
 def _is_redirect(response: HttpResponse) -> bool:
