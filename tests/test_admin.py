@@ -14,7 +14,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from django_trakt.admin import TraktSocialAccountAdmin
+from django_trakt import signals
+from django_trakt.admin import TraktSocialAccountAdmin, expiry_marker
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db
@@ -431,3 +432,49 @@ def test_deleting_a_social_account_in_the_admin_revokes_it(
     (revoke,) = trakt.requests_to("/oauth/revoke")
     assert revoke.json["token"] == access
     assert not TraktToken.objects.filter(pk=token.pk).exists()
+
+
+# -- admin -----------------------------------------------------------------------------------------------
+
+
+def test_expiry_marker_states():
+    now = timezone.now()
+    assert expiry_marker(None, now) == ""
+    assert expiry_marker(now, now) == "expired"
+    assert expiry_marker(now + dt.timedelta(hours=23), now) == "expiring soon"
+    assert expiry_marker(now + dt.timedelta(days=2), now) == ""
+
+
+def admin_action(client, action, tokens):
+    data = {"action": action, "_selected_action": [token.pk for token in tokens]}
+    response = client.post(CHANGELIST, data, follow=True)
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_refresh_now_failure_message_lists_ten_links_then_counts_the_rest(admin_client, linked, trakt):
+    tokens = [linked(f"Batch{number:02d}")[1] for number in range(12)]
+    trakt.fail_next("/oauth/token", status=503, times=12)
+    (message,) = admin_action(admin_client, "refresh_now", tokens)
+    assert message.startswith("12 Trakt links could not be refreshed; try again later. (")
+    assert message.endswith(" and 2 more)")
+    assert sum(f"Batch{number:02d}: " in message for number in range(12)) == 10
+
+
+def test_refresh_now_reports_a_link_unlinked_meanwhile_as_not_refreshed(admin_client, linked, trakt):
+    (_u1, first), (_u2, second) = linked("RaceOne"), linked("RaceTwo")
+    pair = {first.pk: second, second.pk: first}
+
+    def unlink_the_other(sender, token, **kwargs):
+        # The other user disconnects Trakt while the admin's action runs.
+        SocialAccount.objects.filter(pk=pair[token.pk].account_id).delete()
+
+    signals.token_refreshed.connect(unlink_the_other, dispatch_uid="test_admin_unlink_race")
+    try:
+        messages = admin_action(admin_client, "refresh_now", [first, second])
+    finally:
+        signals.token_refreshed.disconnect(dispatch_uid="test_admin_unlink_race")
+    refreshed, not_refreshed = messages
+    assert refreshed == "1 Trakt link was refreshed."
+    assert not_refreshed.startswith("1 Trakt link was not refreshed. (Race")
+    assert not_refreshed.endswith(": being refreshed elsewhere, or unlinked)")
+    assert TraktToken.objects.count() == 1

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from django_trakt.testing import TraktEmulator
-from tests.test_emulator_strictness import (
+from tests.test_emulator_refusals import (
     AUTH,
     CLIENT_ID,
     CLIENT_SECRET,
@@ -44,7 +44,7 @@ from tests.trakt_shapes import (
 
 @pytest.fixture
 def mocked() -> Iterator[TraktEmulator]:
-    """The local Trakt of test_emulator_strictness: two apps, alice and bob, answering in-process."""
+    """The local Trakt of test_emulator_refusals: two apps, alice and bob, answering in-process."""
     emulator = TraktEmulator()
     emulator.add_app(CLIENT_ID, CLIENT_SECRET, name="Strict Cinema", redirect_uris=[REDIRECT_URI])
     emulator.add_app(OTHER_ID, OTHER_SECRET, name="Other app", redirect_uris=[REDIRECT_URI])

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.sites.models import Site
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, transaction
 from django.test import modify_settings, override_settings
 from django.urls import reverse
 
@@ -138,3 +139,58 @@ def test_redirect_uri_command_without_allauth_urls_says_so():
 def test_redirect_uri_function_agrees_with_login_for_a_real_request(client, rf):
     request = rf.get("/", secure=True)
     assert trakt_callback_url(request) == login_redirect_uri(client, secure=True)
+
+
+# -- manage.py trakt_redirect_uri: the current site cannot be used ----------------------------------------
+
+
+def redirect_uri_command(**options):
+    out, err = StringIO(), StringIO()
+    call_command("trakt_redirect_uri", stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def fresh_sites():
+    Site.objects.clear_cache()
+    yield
+    Site.objects.clear_cache()
+
+
+def test_redirect_uri_command_without_site_id_asks_for_host(settings, fresh_sites):
+    del settings.SITE_ID
+    with pytest.raises(CommandError, match=r"cannot tell the current site .*; pass --host"):
+        redirect_uri_command()
+
+
+def test_redirect_uri_command_with_missing_site_row(settings, fresh_sites):
+    settings.SITE_ID = 999
+    with pytest.raises(CommandError, match="The Site of SITE_ID does not exist"):
+        redirect_uri_command()
+
+
+def test_redirect_uri_command_before_migrate(fresh_sites):
+    table = connection.ops.quote_name(Site._meta.db_table)
+    moved = connection.ops.quote_name(Site._meta.db_table + "_elsewhere")
+    with pytest.raises(CommandError, match=r"run manage\.py migrate first"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table} RENAME TO {moved}")
+        redirect_uri_command()
+    assert Site.objects.get(pk=1).domain == "testserver"  # the rename was rolled back
+
+
+def test_redirect_uri_command_with_blank_site_domain(fresh_sites):
+    Site.objects.filter(pk=1).update(domain="   ")
+    with pytest.raises(CommandError, match="empty domain"):
+        redirect_uri_command()
+
+
+@override_settings(ALLOWED_HOSTS=["example.com"])
+def test_redirect_uri_command_quiet_with_verbosity_zero(fresh_sites):
+    Site.objects.filter(pk=1).update(domain="example.com")  # Django's default Site
+    Site.objects.clear_cache()
+    out, err = redirect_uri_command(verbosity=0)
+    assert out == "http://example.com/accounts/trakt/login/callback/\n"
+    assert err == ""
+    _out, noisy = redirect_uri_command()
+    assert "placeholder domain" in noisy  # the same run at verbosity 1 has notes

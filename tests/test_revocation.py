@@ -12,7 +12,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.urls import reverse
 
-from django_trakt import __version__, signals
+from django_trakt import __version__, checks, signals
 from django_trakt.api.tokens import grant_from_response
 from django_trakt.links.revocation import revoke_at_trakt, unlink
 from django_trakt.models import TraktToken
@@ -281,3 +281,38 @@ def test_revoke_at_trakt_keeps_the_row(trakt, linked):
     assert TraktToken.objects.filter(pk=token.pk).exists()
     trakt.fail_next("/oauth/revoke", status=502)
     assert revoke_at_trakt(token) is False
+
+
+# -- revocation and checks ------------------------------------------------------------------------------------
+
+
+def test_unexpected_crash_while_revoking_still_unlinks_and_announces(
+    trakt, linked, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    def crash(**kwargs):
+        raise RuntimeError("a bug while revoking")
+
+    seen = []
+    monkeypatch.setattr("django_trakt.links.revocation.oauth.revoke_token", crash)
+    signals.link_revoked.connect(
+        lambda sender, account, revoked_at_trakt, **kw: seen.append((account.uid, revoked_at_trakt)),
+        dispatch_uid="test_revocation_crash",
+        weak=False,
+    )
+    _user, token = linked()
+    account, secret = token.account, token.access_token
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            account.delete()
+    finally:
+        signals.link_revoked.disconnect(dispatch_uid="test_revocation_crash")
+    assert not SocialAccount.objects.filter(pk=token.account_id).exists()
+    assert not TraktToken.objects.filter(pk=token.pk).exists()
+    assert seen == [(account.uid, False)]
+    assert f"Revoking the Trakt token of account {token.account_id} failed unexpectedly" in caplog.text
+    assert secret not in caplog.text
+
+
+@override_settings(ROOT_URLCONF=__name__, DEBUG=False, ACCOUNT_DEFAULT_HTTP_PROTOCOL="http", SECURE_SSL_REDIRECT=False)
+def test_callback_check_quiet_when_allauth_urls_are_not_installed():
+    assert checks.check_callback_https() == []

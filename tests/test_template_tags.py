@@ -15,6 +15,9 @@ from django_trakt.templatetags import trakt as trakt_tags
 
 pytestmark = pytest.mark.django_db
 
+#: For the tests of a site whose URLconf lacks django_trakt.site_urls and allauth.urls.
+urlpatterns: list = []
+
 #: Substrings that would mean a Trakt or Gravatar image URL reached the page.
 FORBIDDEN = ("trakt.tv/", "trakt.test/images", "/images/avatars/", "/images/posters/", "gravatar.com", "walter")
 DEFAULT_AVATAR = "/static/django_trakt/default-avatar.png"
@@ -364,3 +367,48 @@ def test_no_trakt_or_gravatar_image_url_in_any_tag_output(trakt, linked, setting
 def test_the_scan_itself_catches_image_urls(leak):
     with pytest.raises(AssertionError):
         assert_no_trakt_image_urls(leak)
+
+
+# -- template tags that go wrong ---------------------------------------------------------------------
+
+
+class Profile:
+    @property
+    def owner(self):
+        raise RuntimeError("a bug in the site's model")
+
+
+def test_watchlist_tag_argument_that_raises_is_the_sites_own_error(db, trakt):
+    # The tag is a simple_tag: Django resolves its arguments, and a site's property that
+    # raises fails the page as it would in {{ profile.owner }}, unchanged (a bug of the
+    # site is not one of Trakt's failures, which the tag turns into the empty state).
+    with pytest.raises(RuntimeError, match="a bug in the site's model"):
+        render("{% trakt_watchlist profile.owner %}", profile=Profile())
+    assert trakt.requests == []
+
+
+def test_watchlist_tag_argument_that_is_missing_renders_the_empty_state(db, trakt):
+    # Django resolves a missing attribute to "" (string_if_invalid): no user, no name.
+    html = render("{% trakt_watchlist profile.nobody %}", profile=Profile())
+    assert "The watchlist cannot be shown right now." in html
+    assert trakt.requests == []
+
+
+def test_watchlist_tag_with_missing_template_renders_nothing_and_keeps_the_page(viewer, caplog):
+    html = render('before|{% trakt_watchlist user template="nowhere/missing.html" %}|after', user=viewer)
+    assert html == "before||after"
+    assert "The Trakt watchlist template nowhere/missing.html could not be rendered" in caplog.text
+
+
+def test_site_without_the_apps_urls_shows_default_avatar_and_posters(trakt, viewer, settings, caplog):
+    settings.ROOT_URLCONF = __name__  # through the fixture only: mixing it with override_settings leaks
+    settings.TRAKT_IMAGE_HOSTS = ["trakt.test"]
+    account = SocialAccount.objects.get(user=viewer)
+    account.extra_data["user"]["images"] = {"avatar": {"full": "https://trakt.test/images/avatars/x.png"}}
+    account.save()
+    avatar = render("{% trakt_avatar user %}", user=viewer)
+    posters = render('{% trakt_watchlist user type="movies" posters=True %}', user=viewer)
+    assert 'src="/static/django_trakt/default-avatar.png"' in avatar
+    assert posters.count('src="/static/django_trakt/default-poster.png"') == 2
+    assert "/trakt/" not in avatar + posters
+    assert "django_trakt.site_urls is not included in the URLconf" in caplog.text

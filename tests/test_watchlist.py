@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import pytest
 from django.core.cache import cache
+from django.template import Context, Template
 from django.test import override_settings
 
 from django_trakt.core import clock as app_clock
@@ -23,7 +25,8 @@ from django_trakt.exceptions import (
 from django_trakt.links import client as client_module
 from django_trakt.links.client import TraktClient
 from django_trakt.models import TraktToken
-from django_trakt.pages.watchlist import WatchlistError, get_watchlist
+from django_trakt.pages import watchlist
+from django_trakt.pages.watchlist import WatchlistError, WatchlistItem, get_watchlist
 
 pytestmark = pytest.mark.django_db
 
@@ -410,3 +413,142 @@ def test_client_timeout_is_typed(trakt):
     trakt.timeout_next("/users/x")
     with pytest.raises(TraktTimeout):
         TraktClient(timeout=0.5).get("users/x/watchlist")
+
+
+# -- watchlist documents and caching, for a user with two movies -------------------------------------
+
+
+@pytest.fixture
+def watcher(trakt, linked):
+    """A linked site user whose Trakt watchlist has two movies (Heat, Alien)."""
+    user, _token = linked()
+    trakt.add_watchlist_item(user.username, "movie", title="Heat", year=1995)
+    trakt.add_watchlist_item(user.username, "movie", title="Alien", year=1979)
+    trakt.reset_requests()
+    return user
+
+
+def render(source: str, **context) -> str:
+    return Template("{% load trakt %}" + source).render(Context(context))
+
+
+def movie(title, **fields):
+    return {"type": "movie", "movie": {"title": title, "year": 2000, "ids": {"slug": f"{title}-2000"}, **fields}}
+
+
+# -- watchlist documents --------------------------------------------------------------------------
+
+
+def test_watchlist_item_listed_at_is_an_aware_datetime(trakt, linked):
+    user, _token = linked()
+    listed = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    trakt.add_watchlist_item(user.username, "movie", title="Heat", year=1995, listed_at=listed)
+    (item,) = get_watchlist(user, type="movies")
+    assert item.listed_at == listed
+    html = render(
+        "{% trakt_watchlist user as items %}{% for i in items %}{{ i.listed_at|date:'Y-m-d' }}{% endfor %}", user=user
+    )
+    assert html == "2024-01-02"
+    assert WatchlistItem(kind="movie", title="Undated").listed_at is None
+
+
+def test_empty_watchlist_is_falsy_in_templates(trakt, linked, watcher):
+    empty_user, _token = linked()
+    template = "{% trakt_watchlist who as items %}{% if items %}{{ items|length }} to watch{% else %}nothing{% endif %}"
+    assert render(template, who=empty_user) == "nothing"
+    assert render(template, who=watcher) == "2 to watch"
+
+
+def test_posters_sent_as_text_or_thumbs_are_used_and_others_left_out(trakt, watcher, settings):
+    settings.TRAKT_IMAGE_HOSTS = ["trakt.test"]
+    trakt.fail_next(
+        OWN_LIST,
+        status=200,
+        json=[
+            movie("text", images={"poster": "https://trakt.test/images/posters/text.png"}),
+            movie("thumb", images={"poster": [], "thumb": ["https://trakt.test/images/posters/thumb.png"]}),
+            movie("fanart", images={"fanart": ["https://trakt.test/images/posters/fanart.png"]}),
+            movie("broken", images=["https://trakt.test/images/posters/broken.png"]),
+        ],
+    )
+    result = get_watchlist(watcher, type="movies")
+    posters = {item.title: item.poster_url for item in result}
+    assert posters["text"].startswith("/trakt/poster/") and posters["thumb"].startswith("/trakt/poster/")
+    assert posters["text"] != posters["thumb"]
+    assert posters["fanart"] == "" and posters["broken"] == ""
+
+
+def test_movie_or_show_without_title_is_left_out(trakt, watcher):
+    trakt.fail_next(
+        OWN_LIST,
+        status=200,
+        json=[
+            movie("Heat"),
+            {"type": "movie", "movie": {"title": None, "year": 1999}},
+            {"type": "show", "show": {"title": "", "year": 2001}},
+            {"type": "season", "season": {"number": 3, "ids": {}}, "show": {"title": "Lost", "ids": {"slug": "lost"}}},
+        ],
+    )
+    result = get_watchlist(watcher, type="all")
+    assert titles(result) == ["Heat", "Lost: Season 3"]
+    assert result.items[1].url == "https://trakt.test/shows/lost/seasons/3"
+
+
+@override_settings(TRAKT_WATCHLIST_MAX_ITEMS=3)
+def test_limit_that_is_not_a_number_shows_up_to_the_maximum(trakt, linked):
+    user, _token = linked()
+    trakt.fill_watchlist(user.username, 5)
+    assert render('{% trakt_watchlist user limit="lots" as items %}{{ items|length }}', user=user) == "3"
+    (request,) = trakt.requests_to(OWN_LIST)
+    assert request.query["limit"] == "3"
+
+
+# -- caching edges ----------------------------------------------------------------------------------
+
+
+def test_cache_outage_never_breaks_a_watchlist(trakt, watcher, settings, caplog):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "broken": {"BACKEND": "tests.conftest.BrokenCache"},
+    }
+    settings.TRAKT_CACHE = "broken"
+    first = get_watchlist(watcher, type="movies")
+    # No cache, no budget to count Trakt calls in: the page asks Trakt nothing rather than
+    # risk a burst, and shows its empty state (tests/test_page_budget.py has the rest).
+    assert titles(first) == [] and first.error == "unavailable"
+    assert "The Trakt cache 'broken' failed on get" in caplog.text
+    assert titles(get_watchlist(watcher, type="movies")) == []
+    assert trakt.requests_to(OWN_LIST) == []
+
+
+@pytest.mark.parametrize(
+    "activities",
+    [[], {"watchlist": {"updated_at": None}}, {"watchlist": "recently"}],
+    ids=["not-an-object", "no-updated-at", "watchlist-not-an-object"],
+)
+def test_unusable_last_activities_answer_fetches_the_list_again(trakt, watcher, clock, activities):
+    assert titles(get_watchlist(watcher, type="movies")) == ["Heat", "Alien"]
+    trakt.add_watchlist_item(watcher.username, "movie", title="Ran", year=1985)
+    clock.advance(301)
+    trakt.fail_next(ACTIVITIES, status=200, json=activities)
+    result = get_watchlist(watcher, type="movies")
+    assert titles(result) == ["Heat", "Alien", "Ran"] and not result.stale
+    assert len(trakt.requests_to(OWN_LIST)) == 2
+
+
+def test_list_being_refreshed_by_another_request_is_served_as_is(trakt, watcher, clock):
+    assert titles(get_watchlist(watcher, type="movies")) == ["Heat", "Alien"]
+    trakt.reset_requests()
+    clock.advance(301)
+    cache.add(watchlist.cache_key(f"user:{watcher.pk}", "movies", "rank", "asc") + ":lock", True)
+    result = get_watchlist(watcher, type="movies")
+    assert titles(result) == ["Heat", "Alien"] and not result.stale and result.error == ""
+    assert trakt.requests == []
+
+
+def test_zero_failure_backoff_asks_trakt_again_on_the_next_render(trakt, watcher, settings):
+    settings.TRAKT_FAILURE_BACKOFF = 0
+    trakt.fail_next(OWN_LIST, status=503)
+    assert get_watchlist(watcher, type="movies").error == "unavailable"
+    assert titles(get_watchlist(watcher, type="movies")) == ["Heat", "Alien"]
+    assert len(trakt.requests_to(OWN_LIST)) == 2

@@ -1,4 +1,4 @@
-"""TraktClient at its edges: who may get a client, unreadable tokens, 401s, paginated lists."""
+"""TraktClient: who may get a client, unreadable tokens, 401s, paginated lists."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The local Trakt's strictness: every request it refuses, and how its fixtures API guards itself.
+"""The local Trakt's refusals: every request it turns away, and how its fixtures API guards itself.
 
 Sites test their own Trakt code against this emulator, so a refusal it misses is a bug
 their tests cannot catch. Driven in-process with real ``requests`` calls (plus a few
