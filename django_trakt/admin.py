@@ -209,8 +209,11 @@ class TraktTokenAdmin(_TokenDisplay, admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 asks per action location (and warns about overrides without the
+        # parameter); older Djangos have no such parameter.
+        location = () if action_location is None else (action_location,)
+        actions = super().get_actions(request, *location)
         # Deleting only the token would leave the account linked without one.
         actions.pop("delete_selected", None)
         return actions
