@@ -34,6 +34,10 @@ PRIVATE_DJANGO: dict[str, frozenset[str] | None] = {
     "django.db.models.sql": None,
     # Template engine internals beneath the documented Library/Node API.
     "django.template.base": frozenset({"token_kwargs", "kwarg_re", "filter_re"}),
+    # Undocumented helpers: the conditional_page/condition decorators and ALLOWED_HOSTS
+    # validation are the documented ways to what they do.
+    "django.utils.cache": frozenset({"get_conditional_response"}),
+    "django.http.request": frozenset({"split_domain_port", "validate_host"}),
 }
 
 #: Underscored attributes of allauth's and Django's objects that are theirs alone.
@@ -46,6 +50,7 @@ PRIVATE_ATTRIBUTES = frozenset(
         "_lookup_by_email",
         "_did_authenticate_by_email",
         "_request_var",  # allauth.core.context
+        "_get_scheme",  # HttpRequest: the scheme of a WSGI request is wsgi.url_scheme
     }
 )
 

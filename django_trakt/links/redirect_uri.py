@@ -12,12 +12,15 @@ disagree with what the login sends.
 
 from __future__ import annotations
 
+import io
+import re
+
 from allauth.socialaccount.providers.oauth2.views import OAuth2Adapter
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.wsgi import WSGIRequest
 from django.db import DatabaseError
 from django.http import HttpRequest
-from django.http.request import split_domain_port
 
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.exceptions import TraktSiteMisconfigured
@@ -27,32 +30,49 @@ from django_trakt.exceptions import TraktSiteMisconfigured
 PLACEHOLDER_DOMAIN = "example.com"
 
 
-class SiteRequest(HttpRequest):
+#: A host as a Host header carries it: a name or an IPv4 address, or an IPv6 address in
+#: brackets, with an optional port.
+_HOST = re.compile(r"^(?P<domain>[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::(?P<port>[0-9]+))?$")
+
+
+def split_host(host: str) -> tuple[str, str]:
+    """``(domain, port)`` of a host header, lowercased (``("", "")`` when it is not one)."""
+    match = _HOST.match(host.strip().lower())
+    if match is None:
+        return "", ""
+    domain = match["domain"]
+    return (domain if domain.startswith("[") else domain.removesuffix(".")), match["port"] or ""
+
+
+class SiteRequest(WSGIRequest):
     """A stand-in for a request that reaches the site at ``host`` over HTTP or HTTPS.
 
-    It carries what URL building reads: the ``Host`` header and the scheme. Like a
-    real request, ``get_host()`` refuses a host that is not in ``ALLOWED_HOSTS``
-    (``DisallowedHost``), unless ``validate_host`` is false.
+    A WSGI request of its own (the scheme comes from ``wsgi.url_scheme``, as behind any
+    server), carrying what URL building reads. Like a real request, ``get_host()`` refuses
+    a host that is not in ``ALLOWED_HOSTS`` (``DisallowedHost``), unless ``validate_host``
+    is false.
     """
 
     def __init__(self, host: str, *, secure: bool = False, validate_host: bool = True) -> None:
-        super().__init__()
-        domain, port = split_domain_port(host)
-        self.META = {
-            "HTTP_HOST": host,
-            "SERVER_NAME": domain or host,
-            "SERVER_PORT": port or ("443" if secure else "80"),
-        }
-        self._secure = secure
-        self._validate_host = validate_host
-
-    def _get_scheme(self) -> str:
-        return "https" if self._secure else "http"
+        domain, port = split_host(host)
+        super().__init__(
+            {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": "/",
+                "SCRIPT_NAME": "",
+                "wsgi.input": io.BytesIO(),
+                "wsgi.url_scheme": "https" if secure else "http",
+                "HTTP_HOST": host,
+                "SERVER_NAME": domain or host,
+                "SERVER_PORT": port or ("443" if secure else "80"),
+            }
+        )
+        self.validate_host = validate_host
 
     def get_host(self) -> str:
-        if self._validate_host:
+        if self.validate_host:
             return super().get_host()
-        return self.META["HTTP_HOST"]
+        return str(self.META["HTTP_HOST"])
 
 
 class TraktCallbackAdapter(OAuth2Adapter):
@@ -124,7 +144,7 @@ def refresh_redirect_uri() -> str:
         raise TraktSiteMisconfigured(
             "The sites table cannot be read: run manage.py migrate.", setting="SITE_ID"
         ) from err
-    if not domain or split_domain_port(domain)[0].lower() in (PLACEHOLDER_DOMAIN, f"www.{PLACEHOLDER_DOMAIN}"):
+    if not domain or split_host(domain)[0] in (PLACEHOLDER_DOMAIN, f"www.{PLACEHOLDER_DOMAIN}"):
         raise TraktSiteMisconfigured(
             f"The current Site's domain is {domain or 'empty'!r}, not this site's: set it (admin, Sites) to the "
             'host registered with Trakt, or set SOCIALACCOUNT_PROVIDERS["trakt"]["REDIRECT_URI"].',

@@ -12,14 +12,13 @@ cached briefly, so a later successful fetch shows up. Included with
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
-from typing import Any, cast
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.utils.cache import get_conditional_response
-from django.utils.http import http_date
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import condition, require_safe
 
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.pages import images
@@ -37,17 +36,21 @@ def _respond(
     *,
     private: bool = False,
 ) -> HttpResponse:
-    response = HttpResponse(content, content_type=content_type)
-    response["ETag"] = etag
+    modified = dt.datetime.fromtimestamp(last_modified, dt.UTC) if last_modified is not None else None
+
+    # Django's public conditional-GET decorator answers If-None-Match / If-Modified-Since
+    # with a 304 and sets ETag and Last-Modified on the full answer.
+    @condition(etag_func=lambda request: etag, last_modified_func=lambda request: modified)
+    def serve(request: HttpRequest) -> HttpResponse:
+        response = HttpResponse(content, content_type=content_type)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'"
+        return response
+
+    response = serve(request)
+    # On the 304 too: a browser revalidates a cached image for as long as this says.
     response["Cache-Control"] = f"{'private' if private else 'public'}, max-age={max_age}"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'"
-    if last_modified is not None:
-        response["Last-Modified"] = http_date(last_modified)
-    # Given a response, Django returns it or a 304/412 answer, never None.
-    return cast(
-        HttpResponse, get_conditional_response(request, etag=etag, last_modified=last_modified, response=response)
-    )
+    return response
 
 
 def default_image_response(request: HttpRequest, kind: str) -> HttpResponse:

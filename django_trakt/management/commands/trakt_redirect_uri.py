@@ -13,10 +13,9 @@ from django.apps import apps
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
-from django.http.request import split_domain_port
 from django.urls import NoReverseMatch
 
-from django_trakt.links.redirect_uri import PLACEHOLDER_DOMAIN, trakt_callback_url_for_host
+from django_trakt.links.redirect_uri import PLACEHOLDER_DOMAIN, split_host, trakt_callback_url_for_host
 from django_trakt.management.base import TraktCommand, usage_error
 
 LOOPBACK = {"localhost", "127.0.0.1", "[::1]"}
@@ -55,7 +54,7 @@ def _checked_host(value: str) -> str:
         )
     if not host or "/" in host or any(character.isspace() for character in host):
         raise usage_error(f"--host {value!r} is not a host name: give e.g. example.com or nas.local:8000.")
-    domain, _port = split_domain_port(host)
+    domain, _port = split_host(host)
     if not domain:
         raise usage_error(f"--host {value!r} is not a valid host name (and optional port).")
     return host
@@ -127,7 +126,7 @@ class Command(TraktCommand):
             )
         if scheme == "http" and url.startswith("https://"):
             notes.append("ACCOUNT_DEFAULT_HTTP_PROTOCOL is 'https', so allauth sends https even for --http.")
-        domain, _port = split_domain_port(host)
+        domain, _port = split_host(host)
         if url.startswith("http://") and domain not in LOOPBACK:
             notes.append(
                 "This is an http:// URL: Trakt asks for HTTPS. If the site is served over HTTPS, pass --https, "
