@@ -28,9 +28,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .app import CLOUDFLARE_RETRY_AFTER
+from .app import CLOUDFLARE_RETRY_AFTER, TraktApp
 from .documents import iso
 from .errors import AuthorizationRedirectError, AuthorizationRejected, OAuthError
+from .inprocess import bind
+from .pages import cloudflare_page
+from .server import EmulatorServer
 from .state import (
     KINDS,
     AuthorizationGrant,
@@ -48,8 +51,6 @@ from .state import (
 
 if TYPE_CHECKING:
     import responses
-
-    from .server import EmulatorServer
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ class TraktEmulator:
         #: When set, going over the limit is answered by Cloudflare's edge rule instead of
         #: the API: ``429``, an HTML page, ``Retry-After: 300``, no ``X-Ratelimit`` (#909, #922).
         self.cloudflare_burst = False
-
-        from .app import TraktApp  # local: app.py imports this module's types
 
         self.app = TraktApp(self)
 
@@ -954,7 +953,6 @@ class TraktEmulator:
         (trakt/trakt-api#909: "text/html with Server: cloudflare, Retry-After: 300 and no
         X-Ratelimit header").
         """
-        from .pages import cloudflare_page
 
         headers = {"Content-Type": "text/html; charset=UTF-8", "Server": "cloudflare", "CF-RAY": "emulated"}
         if status == 429:
@@ -986,13 +984,11 @@ class TraktEmulator:
     @contextmanager
     def mock(self, rsps: responses.RequestsMock | None = None) -> Iterator[responses.RequestsMock]:
         """Intercept ``requests`` calls to the base URLs and answer them in-process."""
-        from .inprocess import bind
 
         with bind(self, rsps) as active:
             yield active
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, *, public_url: str | None = None) -> EmulatorServer:
         """Start a threaded loopback HTTP server; the base URLs follow it until ``stop()``."""
-        from .server import EmulatorServer
 
         return EmulatorServer(self, host, port, public_url=public_url).start()
