@@ -2,6 +2,7 @@
 """Benchmark: refreshing 1,000 and 10,000 due links against the local Trakt.
 
     python bench/refresh.py [--sizes 1000 10000] [--concurrency 8] [--latency 0.05]
+    python bench/refresh.py --workers 4 [--sizes 10000] [--latency 0.05]
 
 Needs PostgreSQL (``BENCH_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/django_trakt_bench``; the database is dropped and
@@ -9,6 +10,13 @@ created again). The local Trakt runs in its own process with ``--latency`` secon
 added to every request. Each size runs in a fresh process, so that peak memory
 (``ru_maxrss``) belongs to that size alone. Prints, per size: throughput, its ratio to
 the ideal (concurrency / latency), database queries per token, peak memory.
+
+With ``--workers N`` the links are refreshed by the background tasks instead: the
+command's ``--enqueue`` puts one task per due link on RQ (Redis at 127.0.0.1:6379, the
+tests' database 12, flushed), and N RQ worker processes (``rqworker --burst``, one job at
+a time each) refresh them. Prints the throughput from the workers' start to the last
+one's exit, its ratio to the ideal (N x 1 / latency), and whether each link was refreshed
+exactly once.
 """
 
 from __future__ import annotations
@@ -27,7 +35,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID, CLIENT_SECRET = "test-client-id", "test-client-secret"
-SITE_CALLBACK = "http://example.com/accounts/trakt/login/callback/"
+# Outside a request the refresh builds its redirect URI from the Site, which must not be
+# the placeholder example.com (refused): seed() names it bench.test.
+SITE_DOMAIN = "bench.test"
+SITE_CALLBACK = f"http://{SITE_DOMAIN}/accounts/trakt/login/callback/"
 
 
 def serve_trakt(links: int, latency: float, pipe: multiprocessing.connection.Connection) -> None:
@@ -63,6 +74,9 @@ def seed(links: int, latency: float, database_url: str) -> tuple[Any, Any]:
     from django_trakt.models import TraktToken
 
     call_command("migrate", verbosity=0)
+    from django.contrib.sites.models import Site
+
+    Site.objects.update_or_create(pk=1, defaults={"domain": SITE_DOMAIN, "name": "bench"})
     User = get_user_model()
     users = User.objects.bulk_create([User(username=name, email=f"{name}@example.com") for _uuid, name, _g in grants])
     accounts = SocialAccount.objects.bulk_create(
@@ -148,14 +162,74 @@ def reset_database(url: str) -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
 
 
+def measure_workers(size: int, workers: int, latency: float, database_url: str, server_url: str) -> dict[str, Any]:
+    """Enqueue every due link, then time ``workers`` RQ worker processes refreshing them all."""
+    import redis
+
+    redis_url = os.environ.get("TRAKT_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+    store = redis.Redis.from_url(redis_url)
+    store.flushdb()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.rq_settings",
+        "DATABASE_URL": database_url,
+        "TRAKT_TEST_SERVER_URL": server_url,
+        "TRAKT_TEST_REDIS_URL": redis_url,
+        # The shared budget off: the benchmark measures the workers, not the site's chosen rate.
+        "TRAKT_TEST_REFRESH_RATE": "0",
+    }
+    manage = [sys.executable, "-m", "django"]
+    enqueue = subprocess.run([*manage, "refresh_trakt_tokens", "--enqueue"], cwd=ROOT, env=env, capture_output=True)
+    if enqueue.returncode:
+        raise SystemExit(enqueue.stderr.decode())
+    worker = [*manage, "rqworker", "--burst", "--worker-class", "rq.worker.SimpleWorker"]
+    worker += ["--job-class", "django_tasks_rq.Job", "-v", "0", "default"]
+    started = time.perf_counter()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [subprocess.Popen(worker, cwd=ROOT, env=env, **quiet) for _ in range(workers)]
+    codes = [process.wait() for process in processes]
+    elapsed = time.perf_counter() - started
+    failed = store.zcard("rq:failed:default")
+    store.flushdb()
+    if any(codes) or failed:
+        raise SystemExit(f"bench: workers exited {codes}, {failed} failed jobs")
+    return {"seconds": round(elapsed, 2), "throughput": round(size / elapsed, 1), "enqueued": enqueue.stdout.decode()}
+
+
+def run_workers(size: int, workers: int, latency: float, database_url: str) -> int:
+    reset_database(database_url)
+    (pipe, trakt_process), server_url = seed(size, latency, database_url)
+    try:
+        row = measure_workers(size, workers, latency, database_url, server_url)
+    finally:
+        pipe.send("done")
+        attempts = pipe.recv()
+        trakt_process.join(timeout=30)
+    from django_trakt.models import TraktToken
+
+    due_left = TraktToken.objects.filter(last_refreshed_at__isnull=True).count()
+    ideal = workers / latency
+    once = attempts == size and due_left == 0
+    print(
+        f"{size} links, {workers} RQ worker processes (1 job at a time each), {latency * 1000:.0f} ms per Trakt "
+        f"request: {row['seconds']} s, {row['throughput']} tokens/s = {row['throughput'] / ideal:.0%} of ideal "
+        f"{ideal:.0f}/s; {attempts} refresh requests for {size} links, each refreshed once: {once}"
+    )
+    return 0 if once else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, help="refresh through the background tasks on N RQ workers")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size
     args = parser.parse_args()
     database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/django_trakt_bench")
+    if args.workers:
+        sizes = args.sizes if args.sizes != [1000, 10000] else [10000]
+        return max(run_workers(size, args.workers, args.latency, database_url) for size in sizes)
     if args.one:
         print(json.dumps(measure(args.one, args.concurrency, database_url, os.environ["TRAKT_TEST_SERVER_URL"])))
         return 0

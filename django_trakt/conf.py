@@ -227,6 +227,29 @@ class TraktSettings:
         """``TRAKT_PENDING_SIGNUP_MAX_AGE``: seconds a sign-in's unstored grant waits before it is revoked."""
         return self._number("TRAKT_PENDING_SIGNUP_MAX_AGE", 3600.0, minimum=60)
 
+    # -- background work on the site's task queue (README "Background work") -----------------
+
+    @property
+    def TASK_BACKEND(self) -> str | None:
+        """``TRAKT_TASK_BACKEND``: alias in ``TASKS`` that runs the app's background tasks; None: in process."""
+        alias = getattr(settings, "TRAKT_TASK_BACKEND", None)
+        return (str(alias).strip() or None) if alias is not None else None
+
+    @property
+    def TASK_QUEUE(self) -> str:
+        """``TRAKT_TASK_QUEUE``: the queue of that backend the app's tasks are enqueued on."""
+        return str(getattr(settings, "TRAKT_TASK_QUEUE", None) or "default")
+
+    @property
+    def REFRESH_RATE(self) -> float:
+        """``TRAKT_REFRESH_RATE``: refreshes per second all task workers together send (0: no limit)."""
+        return self._number("TRAKT_REFRESH_RATE", 20.0)
+
+    @property
+    def TASK_RETRIES(self) -> int:
+        """``TRAKT_TASK_RETRIES``: times a refresh task that failed for a passing reason is enqueued again."""
+        return int(self._number("TRAKT_TASK_RETRIES", 3))
+
 
 trakt_settings = TraktSettings()
 

@@ -19,7 +19,7 @@ import hashlib
 import logging
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -74,6 +74,42 @@ def settle(access_token: str) -> bool:
     revoked = rows.filter(revoked_at__isnull=False).exists()
     rows.delete()
     return not revoked
+
+
+def hold(ciphertext: str, *, using: str = "default") -> int | None:
+    """Keep a removed link's grant (its encrypted access token) until a task worker revokes it.
+
+    Written in the transaction that deletes the link, so a rolled-back delete keeps
+    nothing; the task gets only the row's id, never the token. A grant the task never
+    revokes (a queue that lost the job) is revoked by the scheduled sweep
+    (:func:`revoke_abandoned`) like an abandoned sign-in. None when the token cannot be
+    read (nothing could revoke it) or the row cannot be written: revoke in process then.
+    """
+    try:
+        key = digest(crypto.decrypt(ciphertext))
+        grant, _created = PendingGrant.objects.using(using).get_or_create(
+            digest=key, defaults={"access_token_encrypted": ciphertext}
+        )
+    except Exception:
+        logger.warning("Could not keep a removed Trakt link's grant for its revoke task", exc_info=True)
+        return None
+    return grant.pk
+
+
+def revoke_held(grant_id: int) -> bool | None:
+    """Revoke the grant :func:`hold` kept, then forget it; True if Trakt confirmed.
+
+    Safe twice and at once: the row is locked, and a grant already revoked is gone (None).
+    A revoke Trakt did not confirm (False) keeps the row for the sweep to try again.
+    """
+    with transaction.atomic():
+        grant = PendingGrant.objects.select_for_update().filter(pk=grant_id, revoked_at__isnull=True).first()
+        if grant is None:
+            return None
+        confirmed = revoke([grant]) == 1
+        if confirmed:
+            PendingGrant.objects.filter(pk=grant_id).delete()
+    return confirmed
 
 
 def revoke(grants: Any) -> int:

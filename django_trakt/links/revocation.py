@@ -18,6 +18,13 @@ is gone on this site either way, and the token expires at Trakt by itself.
 :data:`~django_trakt.signals.link_revoked` is sent once per removed link, after the
 commit, with the deleted ``SocialAccount`` (its ``pk`` is already ``None``; ``uid``,
 ``user_id`` and ``extra_data`` are still there) and ``revoked_at_trakt``.
+
+With a task backend (``TRAKT_TASK_BACKEND``) the request that removed the link does not
+wait for Trakt: the grant is kept encrypted in a ``PendingGrant`` row written in the
+delete's transaction, and after the commit a task is enqueued with that row's id (never
+the token); the worker revokes it and sends ``link_revoked`` with an account rebuilt from
+``uid``, ``user_id`` and ``extra_data``. :func:`unlink` (the admin's action, which reports
+Trakt's answer) always revokes in process.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ from django.dispatch import receiver
 
 from django_trakt.api import oauth
 from django_trakt.conf import PROVIDER_ID, get_trakt_app
+from django_trakt.core import dispatch
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktError
-from django_trakt.links import crypto
+from django_trakt.links import crypto, pending
 from django_trakt.links.locks import lock_token
 from django_trakt.models import TraktToken
 from django_trakt.signals import link_revoked
@@ -143,4 +151,31 @@ def _revoke_on_unlink(sender: Any, instance: SocialAccount, using: str, **kwargs
         return
     # Read now: the cascade deletes the TraktToken row right after the pre_delete signals.
     ciphertext = _stored_ciphertext(instance.pk, using)
+    grant_id = pending.hold(ciphertext, using=using) if ciphertext and dispatch.active() else None
+    if grant_id is not None:
+        transaction.on_commit(partial(_enqueue_revoke, instance, instance.pk, grant_id), using=using)
+        return
     transaction.on_commit(partial(_revoke_after_commit, instance, instance.pk, ciphertext), using=using)
+
+
+def _enqueue_revoke(account: SocialAccount, account_id: Any, grant_id: int) -> None:
+    # After the commit, still in the user's request: never raises, never waits for Trakt.
+    args = (grant_id, account_id, account.user_id, account.uid, account.extra_data)
+    if not dispatch.enqueue(dispatch.REVOKE_GRANT, *args):
+        revoke_held(grant_id, account, account_id)
+
+
+def revoke_held(grant_id: int, account: SocialAccount, account_id: Any) -> bool:
+    """Revoke a removed link's grant kept by :func:`pending.hold`, and announce it (the task's work)."""
+    try:
+        outcome = pending.revoke_held(grant_id)
+    except Exception:
+        logger.exception("Revoking the Trakt token of account %s failed unexpectedly", account_id)
+        outcome = False
+    if outcome is None:
+        return False  # revoked already (a task run twice): announced then
+    revoked = outcome
+    if revoked:
+        logger.info("Revoked the Trakt token of account %s at Trakt", account_id)
+    _announce(account, account_id, revoked)
+    return revoked

@@ -53,15 +53,20 @@ def _respond(
     return response
 
 
-def default_image_response(request: HttpRequest, kind: str) -> HttpResponse:
-    """The default avatar or poster (PNG), cached for ``TRAKT_IMAGE_RETRY_AFTER`` seconds.
+#: ``max-age`` of the default image standing in while a task worker fetches the real one.
+PENDING_MAX_AGE = 10
+
+
+def default_image_response(request: HttpRequest, kind: str, *, max_age: int | None = None) -> HttpResponse:
+    """The default avatar or poster (PNG), cached for ``TRAKT_IMAGE_RETRY_AFTER`` seconds (or ``max_age``).
 
     ``public`` even for an avatar URL: the shipped default is the same for everyone and
     shows nothing of the person.
     """
     content = images.default_image(kind)
     etag = f'"default-{hashlib.sha256(content).hexdigest()[:16]}"'
-    return _respond(request, content, "image/png", etag, int(trakt_settings.IMAGE_RETRY_AFTER), None)
+    seconds = int(trakt_settings.IMAGE_RETRY_AFTER) if max_age is None else max_age
+    return _respond(request, content, "image/png", etag, seconds, None)
 
 
 def image_response(request: HttpRequest, source_url: str, kind: str) -> HttpResponse:
@@ -72,7 +77,9 @@ def image_response(request: HttpRequest, source_url: str, kind: str) -> HttpResp
         logger.exception("Serving a Trakt %s image failed", kind)
         image = None
     if image is None:
-        return default_image_response(request, kind)
+        # A worker is fetching it: the browser asks again soon instead of keeping the default.
+        pending = images.fetch_queued(source_url)
+        return default_image_response(request, kind, max_age=PENDING_MAX_AGE if pending else None)
     modified = int(image.modified.timestamp()) if image.modified is not None else None
     return _respond(
         request,

@@ -16,6 +16,10 @@ Anything else is an :class:`ImageRefused`, and the caller shows the default imag
 
 Storage names are content-addressed by the *source URL* (``<prefix>/<kind>/<sha256>``),
 so "fetch again when the avatar URL changes" is an existence check, with no model.
+
+With a task backend (``TRAKT_TASK_BACKEND``) a request for an image not stored yet never
+downloads it: the view serves the default image and one fetch is enqueued per image (a
+mark in the cache), which the task runs through :func:`store_image`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import LocationValueError
 
 from django_trakt.conf import trakt_settings
+from django_trakt.core import dispatch
 from django_trakt.core.cache import cache_call
 from django_trakt.exceptions import ImageRefused
 from django_trakt.links.profile import TraktProfile
@@ -502,6 +507,33 @@ def _failure_key(digest: str) -> str:
     return f"django_trakt:image-failed:{digest}"
 
 
+def _queued_key(digest: str) -> str:
+    return f"django_trakt:image-queued:{digest}"
+
+
+#: Seconds an enqueued fetch is not enqueued again (a job the queue lost is, after that).
+QUEUED_FOR = 300
+
+
+def fetch_queued(source_url: Any) -> bool:
+    """Whether a task worker has been asked to fetch ``source_url`` (the default stands in meanwhile)."""
+    source = normalize_source(source_url)
+    return source is not None and bool(cache_call("get", _queued_key(source_digest(source))))
+
+
+def _offloaded(source: str, kind: str, digest: str) -> bool:
+    """True when a worker fetches the image (queued now or before); False: fetch it here."""
+    if not dispatch.active():
+        return False
+    added = cache_call("add", _queued_key(digest), True, QUEUED_FOR)
+    if added is None:
+        return False  # the cache cannot tell what is queued: fetch here, as without a backend
+    if not added or dispatch.enqueue(dispatch.STORE_IMAGE, source, kind):
+        return True
+    cache_call("delete", _queued_key(digest))
+    return False
+
+
 def _read_stored(storage: Any, name: str, digest: str) -> StoredImage | None:
     with storage.open(name, "rb") as stored:
         content = stored.read(trakt_settings.IMAGE_MAX_BYTES + 1)
@@ -516,11 +548,12 @@ def _read_stored(storage: Any, name: str, digest: str) -> StoredImage | None:
     return StoredImage(content, content_type, digest, modified)
 
 
-def get_image(source_url: str, kind: str) -> StoredImage | None:
+def get_image(source_url: str, kind: str, *, background: bool = False) -> StoredImage | None:
     """The stored copy of ``source_url``, fetched and stored first if missing; None: use the default.
 
     A refused or failed fetch is remembered for ``TRAKT_IMAGE_RETRY_AFTER`` seconds so a
-    broken image does not cost a download on every page view.
+    broken image does not cost a download on every page view. With a task backend the
+    fetch is enqueued instead (None meanwhile), unless ``background`` (the task itself).
     """
     source = normalize_source(source_url)
     if source is None:
@@ -536,6 +569,8 @@ def get_image(source_url: str, kind: str) -> StoredImage | None:
         return None
     if cache_call("get", _failure_key(digest)):
         return None
+    if not background and _offloaded(source, kind, digest):
+        return None
     try:
         content, content_type = fetch_image(source)
     except ImageRefused as err:
@@ -548,6 +583,14 @@ def get_image(source_url: str, kind: str) -> StoredImage | None:
     except Exception:
         logger.exception("Storing the Trakt image %s failed; serving it unstored", name)
     return StoredImage(content, content_type, digest, dt.datetime.now(dt.UTC))
+
+
+def store_image(source_url: str, kind: str) -> bool:
+    """Fetch ``source_url`` into storage unless it is stored (what the task runs); whether it is now.
+
+    Safe twice and at once: the name is the source's digest and an existing copy is kept.
+    """
+    return get_image(source_url, kind, background=True) is not None
 
 
 def delete_stored(source_url: Any, kind: str) -> bool:

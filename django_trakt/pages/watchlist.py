@@ -33,6 +33,12 @@ the stale copy or the empty state, with ``error == "busy"`` (or ``"unavailable"`
 Calls made here use ``TRAKT_PAGE_TIMEOUT`` and wait out a 429 only if its
 ``Retry-After`` is at most ``TRAKT_PAGE_RETRY_WAIT`` (default 0: never sleep in a
 render). No cache key or log line contains a token.
+
+With a task backend (``TRAKT_TASK_BACKEND``, :mod:`django_trakt.core.dispatch`) a render
+never asks Trakt: a copy past its TTL is shown as it is and one revalidation is enqueued
+per copy (a mark in the cache, however many renders see it); a list never fetched shows
+the empty ``"fetching"`` state and enqueues its first fetch. The task calls
+:func:`revalidate`, which is the in-process path above, with the worker's full timeout.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.conf import trakt_settings
-from django_trakt.core import clock
+from django_trakt.core import clock, dispatch
 from django_trakt.core.cache import cache_call
 from django_trakt.exceptions import (
     TraktError,
@@ -107,6 +113,7 @@ class WatchlistError(enum.StrEnum):
     RATE_LIMITED = "rate_limited"  # Trakt answered 429
     UNAVAILABLE = "unavailable"  # Trakt is down, slow, or answered something unusable
     BUSY = "busy"  # this site's budget of Trakt calls for pages is spent for now: try later
+    FETCHING = "fetching"  # never fetched yet: a task worker is fetching it (TRAKT_TASK_BACKEND)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,12 +290,13 @@ class _Owner:
         # app: own lists get a budget per user, public lists share the site's.
         return self.key if self.user is not None else PUBLIC_SCOPE
 
-    def client(self) -> TraktClient:
+    def client(self, *, background: bool = False) -> TraktClient:
+        # A task worker keeps nobody waiting: it gets the full timeout and waits for a refresh.
         options: dict[str, Any] = {
             "scope": self.budget_scope,
-            "timeout": trakt_settings.PAGE_TIMEOUT,
+            "timeout": None if background else trakt_settings.PAGE_TIMEOUT,
             "max_retry_wait": trakt_settings.PAGE_RETRY_WAIT,
-            "refresh_wait": trakt_settings.PAGE_TIMEOUT,
+            "refresh_wait": None if background else trakt_settings.PAGE_TIMEOUT,
         }
         if self.user is not None:
             return _PageClient.for_user(self.user, **options)
@@ -510,7 +518,45 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
     ``type``: all, movies, shows, seasons or episodes. ``sort``: Trakt's ``sort_by``
     (rank, added, title, released, ...), ``"-added"`` for descending. ``limit``: at
     most this many items (capped at ``TRAKT_WATCHLIST_MAX_ITEMS``). Never raises.
+    With a task backend it never asks Trakt either (see the module's docs).
     """
+    return _watchlist(user_or_username, type, sort, limit, background=False)
+
+
+def revalidate(user_or_username: Any, type: str = "all", sort: str = "rank", limit: Any = None) -> WatchlistResult:
+    """:func:`get_watchlist` as a task worker runs it: asks Trakt when the copy is past its TTL.
+
+    Safe to run twice or at once on several workers: a fresh copy costs nothing, and a
+    copy another worker is fetching is left to it.
+    """
+    return _watchlist(user_or_username, type, sort, limit, background=True)
+
+
+def _revalidation_mark(key: str, entry: dict[str, Any] | None) -> str:
+    # One mark per copy (its fetch time names it): a new copy may be revalidated again.
+    return f"{key}:queued:{entry['at'] if entry is not None else 'none'}"
+
+
+def _enqueue_revalidation(
+    key: str, entry: dict[str, Any] | None, owner: _Owner, list_type: str, sort: str, limit: int
+) -> bool | None:
+    """Hand the fetch to a worker: True (queued, now or by an earlier render), False (the
+    cache cannot tell: show what there is), None (not queued: fetch in process)."""
+    mark = _revalidation_mark(key, entry)
+    # Expires, so a job the queue lost is enqueued again by a later render.
+    added = cache_call("add", mark, True, max(60, math.ceil(trakt_settings.WATCHLIST_TTL)))
+    if added is None:
+        return False  # the cache is down: as without a backend, pages then ask Trakt nothing
+    if not added:
+        return True
+    user_id = owner.user.pk if owner.user is not None else None
+    if dispatch.enqueue(dispatch.REVALIDATE_WATCHLIST, user_id, owner.slug or None, list_type, sort, limit):
+        return True
+    cache_call("delete", mark)
+    return None
+
+
+def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, background: bool) -> WatchlistResult:
     list_type = type.strip().lower() if isinstance(type, str) else ""
     parsed_sort = _parse_sort(sort)
     owner = _owner(user_or_username)
@@ -539,12 +585,21 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
     for backoff in (cache_call("get_many", backoff_keys) or {}).values():
         if isinstance(backoff, dict) and now < backoff.get("until", 0):
             return fallback(backoff.get("error", WatchlistError.UNAVAILABLE))
+    if not background and dispatch.active():
+        sort_name = ("-" if sort_how == "desc" else "") + sort_by
+        queued = _enqueue_revalidation(key, entry, owner, list_type, sort_name, limit)
+        if queued is not None:
+            if entry is not None:
+                # Not "stale": Trakt did not fail, the copy is being brought up to date.
+                return _result(entry, list_type, limit)
+            error = WatchlistError.FETCHING if queued else WatchlistError.UNAVAILABLE
+            return WatchlistResult([], list_type, error=error)
     lock_key = key + ":lock"
     locked = bool(cache_call("add", lock_key, True, max(1, round(trakt_settings.PAGE_TIMEOUT * 4))))
     if usable and not locked:
         return _result(entry, list_type, limit)  # another request is refreshing it right now
     try:
-        client = owner.client()
+        client = owner.client(background=background)
         marker = None
         if owner.user is not None:
             marker = _activity_marker(_last_activities(owner, client, now), list_type)

@@ -1,6 +1,8 @@
 """``manage.py refresh_trakt_tokens``: refresh every Trakt link that is due.
 
-Run it on a schedule (hourly suits the default ``--within 6h``); see the README.
+Run it on a schedule (hourly suits the default ``--within 6h``); see the README. With
+``--enqueue`` it refreshes nothing itself: it enqueues one task per due link on the
+site's task queue (``TRAKT_TASK_BACKEND``) and exits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 
+from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
 from django_trakt.links.batch import Candidate, refresh_due_tokens, sequential_reason
 from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
@@ -102,6 +105,11 @@ class Command(TraktCommand):
         )
         parser.add_argument("--max-rate", type=_positive(float), help="At most this many refreshes per second.")
         parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="Enqueue one refresh task per due link on TRAKT_TASK_BACKEND and exit (workers refresh them).",
+        )
+        parser.add_argument(
             "--max-retry-after",
             type=_positive(float),
             default=30.0,
@@ -115,6 +123,9 @@ class Command(TraktCommand):
         self.verbosity = options["verbosity"]
         self.show_progress = self.verbosity >= 1 and self.stdout.isatty()
         self.done = 0
+        if options["enqueue"]:
+            self._enqueue(options, user_ids)
+            return
         if options["concurrency"] > 1 and (reason := sequential_reason()) and self.verbosity >= 1:
             self.stderr.write(f"Note: {reason}.")
         try:
@@ -151,6 +162,24 @@ class Command(TraktCommand):
         if report.failed:
             raise CommandError(f"{summary}. Failed links are retried on the next run.", returncode=1)
         self.stdout.write(self.style.SUCCESS(summary))
+
+    def _enqueue(self, options: dict[str, Any], user_ids: list[int] | None) -> None:
+        from django_trakt import tasks
+
+        if options["dry_run"]:
+            raise usage_error("--enqueue and --dry-run do not go together.")
+        if tasks.backend() is None:
+            raise usage_error(
+                "--enqueue needs a task backend: set TRAKT_TASK_BACKEND to an alias of TASKS "
+                "(run manage.py check for what is wrong with it)."
+            )
+        try:
+            enqueued = tasks.enqueue_due(
+                within=options["within"], force=options["force"], user_ids=user_ids, limit=options["limit"]
+            )
+        except TraktConfigurationError as err:
+            raise CommandError(str(err), returncode=SITE_FAULT_STATUS) from err
+        self.stdout.write(self.style.SUCCESS(f"{enqueued} refresh tasks enqueued on {trakt_settings.TASK_BACKEND!r}."))
 
     def _user_ids(self, references: list[str]) -> list[int]:
         users = get_user_model()._default_manager

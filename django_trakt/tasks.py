@@ -1,0 +1,300 @@
+"""The app's background work as Django Tasks: what runs on the site's queue, off the request path.
+
+Defined with the Tasks framework: ``django.tasks`` (Django 6.0+) where it exists, else the
+``django-tasks`` backport (Django 4.2 and 5.2); a site with neither keeps every behaviour
+in process. ``TRAKT_TASK_BACKEND`` names the alias in ``TASKS`` that runs them (None: in
+process, as before). With a backend:
+
+- :data:`refresh_link` ``(token_id, within_seconds=None, attempt=0, force=False)`` refreshes one link
+  under its row lock, within the budget all workers share
+  (:mod:`django_trakt.links.shared_rate`);
+- :data:`enqueue_due_links` ``(within_seconds, force=False)`` enqueues one
+  :data:`refresh_link` per due link (what a scheduler calls; ``refresh_trakt_tokens
+  --enqueue`` does the same and prints the count);
+- :data:`revalidate_watchlist` ``(user_id, username, list_type, sort, limit)`` fetches one
+  cached watchlist copy again (a page showed the old one without waiting);
+- :data:`store_image` ``(source_url, kind)`` fetches one image into storage (its view served
+  the default meanwhile);
+- :data:`revoke_grant` ``(grant_id, account_id, user_id, uid, extra_data)`` revokes a removed
+  link's grant at Trakt (the disconnect answered at once).
+
+Arguments are ids and plain values, never a token: the encrypted tokens stay in the
+database (a removed link's grant waits in a ``PendingGrant`` row for its revoke). Every
+task is safe to run twice and on several workers at once: the refresh locks its row and
+finds the link no longer due the second time, the watchlist and image find their fresh
+copy, the revoke finds its grant gone.
+
+Retries: the framework has none of its own. A refresh that failed for a passing reason
+(5xx, a connection error, a 429) is enqueued again with ``run_after`` (30 s, 60 s,
+120 s...; a 429 at its ``Retry-After``) up to ``TRAKT_TASK_RETRIES`` times when the backend
+supports ``run_after``; on one that does not, the task retries in the worker as the
+command does (short waits only), and the next scheduled run picks up what is left. A read
+timeout is never retried at once (Trakt may have rotated the token). The other tasks are
+re-enqueued by the next page or image request once their "queued" mark in the cache
+expires, or, for a revoke, by the scheduled sweep of pending grants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.utils import timezone
+
+from django_trakt.conf import PROVIDER_ID, trakt_settings
+from django_trakt.core import clock, dispatch
+from django_trakt.exceptions import TraktSiteMisconfigured
+from django_trakt.links import pending, revocation, shared_rate
+from django_trakt.links.batch import due_links
+from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_token, refresh_with_retries
+from django_trakt.pages import images, watchlist
+
+logger = logging.getLogger(__name__)
+
+#: Seconds before the first retry of a refresh that failed for a passing reason; doubled each time.
+RETRY_BACKOFF = 30.0
+#: Longest a refresh task waits in the worker for the shared budget before it re-enqueues itself.
+MAX_BUDGET_WAIT = 5.0
+
+
+def _framework() -> Any:
+    """``django.tasks`` (Django 6.0+), else the ``django_tasks`` backport, else None."""
+    for name in ("django.tasks", "django_tasks"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+_tasks_module = _framework()
+
+
+def _define(func: Callable[..., Any]) -> Any:
+    """``func`` as a Task of the framework (the plain function when there is none).
+
+    Defining a Task validates it against a backend, so it is defined against the configured
+    one (workers import this module with the site's settings) or ``TASKS``' default; a
+    site whose backends cannot be built still imports this module and works in process.
+    """
+    if _tasks_module is None:
+        return func
+    for alias in dict.fromkeys((trakt_settings.TASK_BACKEND, "default")):
+        if not alias:
+            continue
+        try:
+            return _tasks_module.task(backend=alias, queue_name=trakt_settings.TASK_QUEUE)(func)
+        except Exception as err:
+            # Reported where it matters: backend() logs it and check E004 names it.
+            logger.debug("Task %s not defined on backend %r: %s", func.__name__, alias, err)
+    return func
+
+
+# -- which backend, if any ---------------------------------------------------------------------------
+
+_reported: set[str] = set()
+
+
+def backend() -> Any:
+    """The backend of ``TRAKT_TASK_BACKEND``, or None (none set, or unusable: logged at ERROR once).
+
+    A mistyped alias must not cost anyone their link: the work then runs in process, as
+    without a backend, and check ``django_trakt.E004`` says what is wrong.
+    """
+    alias = trakt_settings.TASK_BACKEND
+    if alias is None:
+        return None
+    problem = ""
+    if _tasks_module is None:
+        problem = "neither django.tasks (Django 6.0+) nor the django-tasks backport is installed"
+    else:
+        try:
+            return _tasks_module.task_backends[alias]
+        except Exception as err:
+            problem = f"{type(err).__name__}: {err}"
+    if alias not in _reported:
+        _reported.add(alias)
+        logger.error("TRAKT_TASK_BACKEND %r cannot be used (%s); the Trakt work runs in process", alias, problem)
+    return None
+
+
+def _enqueue(task_: Any, *args: Any, run_after: dt.datetime | None = None) -> bool:
+    queue = backend()
+    if queue is None or not hasattr(task_, "using"):
+        return False
+    options: dict[str, Any] = {"backend": trakt_settings.TASK_BACKEND, "queue_name": trakt_settings.TASK_QUEUE}
+    if run_after is not None:
+        options["run_after"] = run_after
+    try:
+        task_.using(**options).enqueue(*args)
+    except Exception:
+        # The broker is down, or the backend refuses: the caller does the work in process.
+        logger.exception("Enqueuing the Trakt task %s failed", getattr(task_, "name", task_))
+        return False
+    return True
+
+
+def supports_defer() -> bool:
+    """Whether the configured backend can run a task later (``run_after``): retries need it."""
+    return bool(getattr(backend(), "supports_defer", False))
+
+
+# -- refresh ---------------------------------------------------------------------------------------
+
+
+def _margin(within_seconds: float | None) -> dt.timedelta:
+    return DEFAULT_MARGIN if within_seconds is None else dt.timedelta(seconds=float(within_seconds))
+
+
+def _retry_later(token_id: int, within_seconds: float | None, attempt: int, force: bool, delay: float) -> bool:
+    if attempt >= trakt_settings.TASK_RETRIES or not supports_defer():
+        return False
+    when = timezone.now() + dt.timedelta(seconds=max(1.0, delay))
+    return _enqueue(refresh_link, token_id, within_seconds, attempt + 1, force, run_after=when)
+
+
+def _wait_for_budget(token_id: int, within_seconds: float | None, attempt: int, force: bool) -> bool:
+    """Wait for a start in the shared budget; False when the task was put off instead."""
+    waited = 0.0
+    while (wait := shared_rate.take_slot()) > 0:
+        if waited + wait > MAX_BUDGET_WAIT and supports_defer():
+            # A long pause (a 429): the worker is not held, the task comes back when it ends.
+            when = timezone.now() + dt.timedelta(seconds=wait)
+            if _enqueue(refresh_link, token_id, within_seconds, attempt, force, run_after=when):
+                return False
+        clock.sleep(wait)
+        waited += wait
+    return True
+
+
+@_define
+def refresh_link(token_id: int, within_seconds: float | None = None, attempt: int = 0, force: bool = False) -> str:
+    """Refresh link ``token_id`` if it is due (or ``force``); the outcome's name (``refreshed``, ``not_due``...)."""
+    if not _wait_for_budget(token_id, within_seconds, attempt, force):
+        return "deferred"
+    margin = _margin(within_seconds)
+    try:
+        if supports_defer():
+            # Retried by re-enqueueing, so the worker never sleeps on Trakt's behalf.
+            result: RefreshResult = refresh_token(token_id, within=margin, force=force, skip_locked=True)
+        else:
+            result = refresh_with_retries(token_id, within=margin, force=force, skip_locked=True)
+    except TraktSiteMisconfigured as err:
+        # Every link would fail the same way and none is flagged: the operator must fix it.
+        logger.error("Trakt refresh task stopped: %s %s", err, err.NO_LINK_FLAGGED)
+        return "site_misconfigured"
+    if result.outcome is Outcome.FAILED and result.token is not None:
+        if result.retry_after is not None:
+            shared_rate.pause(result.retry_after)
+            _retry_later(token_id, within_seconds, attempt, force, result.retry_after)
+        elif result.retryable:
+            _retry_later(token_id, within_seconds, attempt, force, RETRY_BACKOFF * 2**attempt)
+    return str(result.outcome)
+
+
+def enqueue_due(
+    *,
+    within: dt.timedelta = DEFAULT_MARGIN,
+    force: bool = False,
+    user_ids: Iterable[int] | None = None,
+    limit: int | None = None,
+) -> int:
+    """Enqueue one :data:`refresh_link` per due link; how many were enqueued.
+
+    Raises :class:`~django_trakt.exceptions.TraktConfigurationError` when no usable task
+    backend is configured (the command says so).
+    """
+    from django_trakt.exceptions import TraktConfigurationError
+
+    if backend() is None:
+        raise TraktConfigurationError(
+            "No task backend: set TRAKT_TASK_BACKEND to an alias of TASKS (see README, Background work)."
+        )
+    _revoke_abandoned_grants()
+    within_seconds = within.total_seconds()
+    links = due_links(within=within, force=force, user_ids=user_ids).values_list("pk", flat=True)
+    if limit is not None:
+        links = links[:limit]
+    enqueued = 0
+    # Closed by this code, never by the garbage collector: on PostgreSQL the rows come from
+    # a server-side cursor (docs/design.md).
+    with contextlib.closing(iter(links.iterator(chunk_size=2000))) as stream:
+        for pk in stream:
+            if _enqueue(refresh_link, pk, within_seconds, 0, force):
+                enqueued += 1
+    return enqueued
+
+
+def _revoke_abandoned_grants() -> None:
+    # Housekeeping that rides along with the scheduled run, as in the command.
+    try:
+        pending.revoke_abandoned()
+    except Exception:
+        logger.exception("Revoking abandoned Trakt grants failed")
+
+
+@_define
+def enqueue_due_links(within_seconds: float | None = None, force: bool = False) -> int:
+    """The fan-out a scheduler calls: enqueue one refresh per due link."""
+    return enqueue_due(within=_margin(within_seconds), force=force)
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+@_define
+def revalidate_watchlist(user_id: int | None, username: str | None, list_type: str, sort: str, limit: int) -> str:
+    """Fetch one watchlist copy again (the user's own with ``user_id``, else Trakt user ``username``)."""
+    from django.contrib.auth import get_user_model
+
+    owner: Any = username or ""
+    if user_id is not None:
+        owner = get_user_model()._default_manager.filter(pk=user_id).first()
+        if owner is None:
+            return "no_user"
+    result = watchlist.revalidate(owner, type=list_type, sort=sort, limit=limit)
+    return str(result.error) or "fetched"
+
+
+@_define
+def store_image(source_url: str, kind: str) -> bool:
+    """Fetch one image into storage; whether a copy is stored now."""
+    if kind not in images.DEFAULT_IMAGES:
+        return False
+    return images.store_image(source_url, kind)
+
+
+@_define
+def revoke_grant(grant_id: int, account_id: int, user_id: int | None, uid: str, extra_data: Any) -> bool:
+    """Revoke a removed link's grant at Trakt (held as ``PendingGrant`` ``grant_id``); True if confirmed."""
+    from allauth.socialaccount.models import SocialAccount
+
+    account = SocialAccount(provider=PROVIDER_ID, uid=uid, user_id=user_id, extra_data=extra_data or {})
+    return revocation.revoke_held(grant_id, account, account_id)
+
+
+# -- the seam the lower layers call ------------------------------------------------------------------
+
+
+class _QueueDispatcher:
+    """What :mod:`django_trakt.core.dispatch` hands work to."""
+
+    tasks = {
+        dispatch.REFRESH_LINK: lambda: refresh_link,
+        dispatch.REVALIDATE_WATCHLIST: lambda: revalidate_watchlist,
+        dispatch.STORE_IMAGE: lambda: store_image,
+        dispatch.REVOKE_GRANT: lambda: revoke_grant,
+    }
+
+    def active(self) -> bool:
+        return backend() is not None
+
+    def enqueue(self, name: str, *args: Any) -> bool:
+        return _enqueue(self.tasks[name](), *args)
+
+
+dispatch.install(_QueueDispatcher())
