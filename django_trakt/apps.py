@@ -10,4 +10,4 @@ class DjangoTraktConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for their side effects: registering system checks and receivers.
-        from django_trakt import checks, claims, receivers, revocation  # noqa: F401
+        from django_trakt import checks, claims, receivers, revocation, settings_checks  # noqa: F401

@@ -126,10 +126,9 @@ def test_site_checks_quiet_on_a_real_site_without_database_or_before_migrate():
     assert checks.check_refresh_site_domain(databases=DB) == []  # "testserver"
     Site.objects.all().delete()
     assert checks.check_refresh_site_domain() == []
+    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"ALTER TABLE {connection.ops.quote_name(Site._meta.db_table)} RENAME TO {connection.ops.quote_name('moved_away')}"
-        )  # rolled back
+        cursor.execute(f"ALTER TABLE {quote(Site._meta.db_table)} RENAME TO {quote('moved_away')}")  # rolled back
     assert checks.check_refresh_site_domain(databases=DB) == []
 
 
