@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from allauth.socialaccount.models import SocialLogin
 from allauth.socialaccount.providers.base import ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
+from django_trakt.api import http, oauth
+from django_trakt.api.tokens import TokenAnswer
 from django_trakt.conf import PROVIDER_ID
+from django_trakt.exceptions import (
+    TraktConfigurationError,
+    TraktError,
+    TraktForbidden,
+    TraktInvalidGrant,
+    TraktUnauthorized,
+)
+from django_trakt.links import crypto
 from django_trakt.links.profile import TraktProfile, trim_extra_data
 from django_trakt.pages.images import avatar_url
 from django_trakt.views import TraktOAuth2Adapter, TraktSocialLogin
+
+logger = logging.getLogger(__name__)
+
+#: What allauth's provider-token endpoint answers (``errors[].message``, ``param: "token"``).
+TOKEN_REFUSED = _(
+    "Trakt did not accept this access token for this site's Trakt app: it is revoked, expired, "
+    "or was issued to another Trakt app (a token must come from a sign-in with this site's client id)."
+)
+TOKEN_UNCHECKED = _("Trakt could not be asked who this access token belongs to. Please try again in a moment.")
+TOKEN_NOT_CONFIGURED = _("Signing in with a Trakt token is not configured on this site.")
+TOKEN_MALFORMED = _("The token must have a non-empty access_token and, if any, a refresh_token that is a string.")
 
 
 class TraktAccount(TraktProfile):
@@ -33,6 +58,8 @@ class TraktProvider(OAuth2Provider):
     # Trakt requires PKCE since its 2026 auth migration; a site can still turn it
     # off with SOCIALACCOUNT_PROVIDERS["trakt"]["OAUTH_PKCE_ENABLED"] = False.
     pkce_enabled_default = True
+    # allauth's headless POST /auth/provider/token: see verify_token.
+    supports_token_authentication = True
 
     def sociallogin_from_response(self, request: HttpRequest, response: Any) -> SocialLogin:
         sociallogin = super().sociallogin_from_response(request, response)
@@ -43,6 +70,70 @@ class TraktProvider(OAuth2Provider):
         guarded = cast(TraktSocialLogin, sociallogin)
         guarded.trakt_request = request
         return guarded
+
+    @sensitive_variables()
+    def verify_token(self, request: HttpRequest, token: dict[str, Any]) -> SocialLogin:
+        """allauth's provider-token sign-in: who does this Trakt access token belong to?
+
+        allauth's input has checked that ``token`` is a dict whose ``client_id`` is this
+        site's (``client_id_mismatch`` otherwise) with a string ``access_token``; that only
+        proves what the app claims. Trakt is the one to say whose token it is, and for which
+        app: ``/users/settings`` is asked with the site's client id as ``trakt-api-key``, and
+        a token Trakt does not take with it (revoked, expired, another app's) is refused.
+        Every refusal is a ``ValidationError``, which allauth answers with its 400 envelope
+        (``param: "token"``); nothing is stored before allauth completes the login.
+
+        The answer is read like a token endpoint's (``TraktOAuth2Adapter.parse_token``): sealed,
+        expiry from ``created_at + expires_in`` when sent, and a refresh token only if the app
+        sent one (without it the link cannot be refreshed: ``links.refresh`` flags it
+        needs-reauth at expiry instead of asking Trakt).
+        The grant is not noted as pending (``links.pending``): it is the app's own sign-in,
+        which a revocation of an abandoned signup would end under the app's feet.
+        """
+        access_token = token.get("access_token")
+        refresh_token = token.get("refresh_token")
+        if (
+            not isinstance(access_token, str)
+            or not access_token.strip()
+            or not (refresh_token is None or isinstance(refresh_token, str))
+        ):
+            raise ValidationError(TOKEN_MALFORMED, code="invalid_token")
+        app = self.app
+        try:
+            # Keys that cannot encrypt would fail only when the link is stored, deep in allauth.
+            crypto.configured_keys()
+        except TraktConfigurationError as err:
+            logger.error("Trakt token sign-in refused: %s", err)
+            raise ValidationError(TOKEN_NOT_CONFIGURED, code="not_configured") from err
+        try:
+            profile = http.get_user_settings(app.client_id, access_token.strip())
+        except (TraktUnauthorized, TraktInvalidGrant) as err:
+            logger.info("Trakt token sign-in refused: Trakt did not accept the token (HTTP %s)", err.status_code)
+            raise ValidationError(TOKEN_REFUSED, code="invalid_token") from err
+        except TraktForbidden as err:
+            # A 403 is Cloudflare or Trakt refusing the site's app itself (#691): ask once.
+            if oauth.credentials_accepted(client_id=app.client_id, client_secret=app.secret) is False:
+                logger.error("Trakt token sign-in refused: %s", oauth.app_refused(err.status_code))
+                raise ValidationError(TOKEN_NOT_CONFIGURED, code="not_configured") from err
+            logger.warning("Trakt token sign-in: Trakt did not answer (HTTP %s)", err.status_code)
+            raise ValidationError(TOKEN_UNCHECKED, code="trakt_unavailable") from err
+        except TraktError as err:
+            logger.warning("Trakt token sign-in: Trakt did not answer: %s", type(err).__name__)
+            raise ValidationError(TOKEN_UNCHECKED, code="trakt_unavailable") from err
+        try:
+            sociallogin = self.sociallogin_from_response(request, profile)
+        except ProviderException as err:
+            raise ValidationError(TOKEN_REFUSED, code="invalid_token") from err
+        answer = TokenAnswer(
+            {key: token[key] for key in ("expires_in", "created_at") if key in token},
+            access_token=access_token.strip(),
+            refresh_token=(refresh_token or "").strip(),
+        )
+        social_token = TraktOAuth2Adapter(request).parse_token(answer)
+        if app.pk:
+            social_token.app = app
+        sociallogin.token = social_token
+        return sociallogin
 
     def extract_uid(self, data: dict[str, Any]) -> str:
         # The uuid never changes; the slug (and username) change when a user renames.

@@ -481,3 +481,57 @@ def test_demo_user_signs_in_again_after_a_restart(browser, artifacts: Path, tmp_
             finally:
                 visitor.close()
     assert emulator.get_user(DEMO_USER).uuid == first_uuid
+
+
+def test_a_tv_signs_in_by_code_through_the_headless_api(visitor_factory, local_trakt):
+    """The example's /tv/ page plays the app: a code, approval at the local Trakt, the signup, the
+    same account on a second sign-in. Its script talks to the site only through the headless API."""
+    trakt, trakt_url = local_trakt
+    trakt.add_user("couch", name="Couch Potato")
+    interval = trakt.device_interval
+    trakt.device_interval = 1  # the script polls every interval: keep the test short
+    try:
+        tv = visitor_factory()
+        page = tv.page
+        page.goto("/")
+        page.get_by_role("link", name="Sign in with a code").click()
+        page.wait_for_url("**/tv/")
+        assert page.get_by_role("heading", name="Sign in on your TV").is_visible()
+        page.get_by_role("button", name="Get a code").click()
+        user_code = page.locator("#tv-user-code")
+        user_code.wait_for()
+        code = user_code.inner_text().strip()
+        assert code and page.locator("#tv-verification-link").inner_text() == f"{trakt_url}/activate/{code}"
+        tv.screenshot("20-tv-code")
+
+        # The person approves on another device: the local Trakt's activation page.
+        phone = visitor_factory()
+        phone.page.goto(page.locator("#tv-verification-link").get_attribute("href"))
+        phone.page.get_by_label("Sign in as").select_option("couch")
+        phone.page.get_by_role("button", name="Approve").click()
+        assert phone.page.get_by_role("heading", name="Device approved").is_visible()
+
+        # The TV's next poll: a new visitor, so allauth's signup asks for an email address.
+        signup = page.locator("#tv-signup")
+        signup.wait_for(state="visible")
+        assert page.get_by_label("Username").input_value() == "couch"
+        page.get_by_label("Email").fill("couch@example.com")
+        tv.screenshot("21-tv-signup")
+        page.get_by_role("button", name="Finish signing up").click()
+        page.get_by_text("Signed in as couch.").wait_for()
+        tv.screenshot("22-tv-signed-in")
+        (pair,) = trakt.active_tokens("couch")  # the grant the site now holds
+        # Only the site asked Trakt for the code and the token: the page's script never did.
+        assert not any(url.startswith(trakt_url) for _method, _kind, url in tv.requests)
+
+        # A second sign-in of the same Trakt user: straight in, the same account.
+        page.reload()
+        page.get_by_role("button", name="Get a code").click()
+        user_code.wait_for()
+        trakt.approve_device(user_code.inner_text().strip(), "couch")
+        page.get_by_text("Signed in as couch.").wait_for()
+        assert not signup.is_visible()
+        # Trakt issued a second grant, which the site stored for the same account.
+        assert len(trakt.active_tokens("couch")) == 2 and pair in trakt.active_tokens("couch")
+    finally:
+        trakt.device_interval = interval

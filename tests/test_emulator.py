@@ -389,6 +389,17 @@ def test_revoke_tokens_helper_disconnects_user(mocked: TraktEmulator, tokens: di
     assert mocked.active_tokens("alice") == []
 
 
+def test_a_token_is_refused_with_another_apps_api_key(mocked: TraktEmulator, tokens: dict[str, Any]) -> None:
+    # OAuth binds a token to its client (RFC 6749, 10.3): docs/local-trakt.md, "Differences".
+    mocked.add_app("other-app", "other-secret", name="Other app")
+    headers = {**trakt_headers(tokens["access_token"]), "trakt-api-key": "other-app"}
+    response = requests.get(f"{API}/users/settings", headers=headers, timeout=5)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_token"
+    assert settings_status(API, tokens["access_token"]) == 200  # with its own app's key it works
+    assert mocked.user_for_token(tokens["access_token"], "other-app") is None
+    assert mocked.user_for_token(tokens["access_token"], CLIENT_ID) is mocked.user_for_token(tokens["access_token"])
+
+
 # -- required headers ------------------------------------------------------------------------
 
 

@@ -84,7 +84,7 @@ def test_headless_config_offers_trakt_by_redirect(client):
     providers = client.get(f"{API}/config").json()["data"]["socialaccount"]["providers"]
     (trakt,) = providers
     assert trakt["id"] == "trakt" and trakt["name"] == "Trakt"
-    assert trakt["flows"] == ["provider_redirect"]
+    assert trakt["flows"] == ["provider_redirect", "provider_token"]
     assert trakt["client_id"] == "test-client-id"  # public; the secret never leaves the server
 
 

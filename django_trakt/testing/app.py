@@ -392,7 +392,8 @@ class TraktApp:
         token = request.bearer()
         if not token:
             raise OAuthError(401, "invalid_token", "An OAuth access token is required.")
-        user = self.emulator.user_for_token(token)
+        # The token must be one issued to the app named by trakt-api-key (user_for_token).
+        user = self.emulator.user_for_token(token, request.headers.get("trakt-api-key", "").strip())
         if user is None:
             raise OAuthError(401, "invalid_token", "The access token is invalid, expired or revoked.")
         return user

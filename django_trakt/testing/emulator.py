@@ -548,11 +548,21 @@ class TraktEmulator:
         with self.lock:
             return self._live(self._access.get(token))
 
-    def user_for_token(self, token: str) -> EmulatedUser | None:
-        """The user a live access token belongs to, else ``None``."""
+    def user_for_token(self, token: str, client_id: str | None = None) -> EmulatedUser | None:
+        """The user a live access token belongs to, else ``None``.
+
+        With ``client_id``: only if the token was issued to that app. An OAuth access token is
+        bound to the client it was issued to (RFC 6749 section 10.3 and 10.16: a resource
+        server must not take a token minted for another client as this client's). Trakt
+        documents no answer for the mix; the local Trakt refuses it like an unknown token.
+        """
         with self.lock:
             pair = self._access.get(token)
-            return pair.user if pair is not None and self._live(pair) else None
+            if pair is None or not self._live(pair):
+                return None
+            if client_id is not None and pair.client_id != client_id:
+                return None
+            return pair.user
 
     def active_tokens(self, user: str | EmulatedUser | None = None, client_id: str | None = None) -> list[TokenPair]:
         """Live token pairs, optionally for one user and/or client."""

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
+    "allauth.headless",  # the app's side of sign-in by code: /tv/ (docs/headless.md)
     "example",
 ]
 

@@ -17,6 +17,12 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "example/home.html", context)
 
 
+def tv(request: HttpRequest) -> HttpResponse:
+    """A TV app's screens, played by the page's script: it talks to the site only through
+    allauth's headless API (the app client, with its X-Session-Token), as an app would."""
+    return render(request, "example/tv.html")
+
+
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     trakt_account = (
