@@ -35,15 +35,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from allauth.socialaccount.adapter import get_adapter
+from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.providers.base import ProviderException
 from django.http import HttpRequest
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api import device, oauth
+from django_trakt.api import device, http, oauth
 from django_trakt.api.device import DeviceStatus
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
-from django_trakt.conf import get_trakt_app, trakt_settings
+from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
 from django_trakt.core import clock
 from django_trakt.core.cache import cache_call, release_lock, take_lock
 from django_trakt.core.numbers import finite_number
@@ -54,6 +58,7 @@ from django_trakt.exceptions import (
     TraktServerError,
     TraktTransportError,
 )
+from django_trakt.views import TraktOAuth2Adapter
 
 logger = logging.getLogger(__name__)
 
@@ -508,3 +513,29 @@ def revoke_unkept(app: Any, grant: Any) -> None:
         )
         return
     logger.info("Revoked at Trakt the token of a device link that was not kept")
+
+
+@sensitive_variables()
+def approved_login(
+    request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, *, state: dict[str, Any]
+) -> SocialLogin | None:
+    """The allauth login of an approved code, built as the redirect flow builds one; None if it cannot be.
+
+    The profile is read with the new token (``/users/settings``), the token is sealed by the
+    sign-in's adapter (``TraktOAuth2Adapter.parse_token``). When the profile fails, the
+    grant is revoked at Trakt (nothing will hold it) and None comes back, logged.
+    """
+    try:
+        profile = http.get_user_settings(app.client_id, grant.access_token)
+        provider = get_adapter(request).get_provider(request, PROVIDER_ID)
+        sociallogin = provider.sociallogin_from_response(request, profile)
+    except (TraktError, ProviderException) as err:
+        logger.warning("Trakt approved a code, but the profile failed: %s", type(err).__name__)
+        revoke_unkept(app, grant)
+        return None
+    token = TraktOAuth2Adapter(request).parse_token(answer)
+    if app.pk:
+        token.app = app
+    sociallogin.token = token
+    sociallogin.state = state
+    return sociallogin

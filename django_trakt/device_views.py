@@ -35,9 +35,8 @@ from typing import Any
 
 from allauth.account.adapter import get_adapter as get_account_adapter
 from allauth.account.decorators import reauthentication_required
-from allauth.socialaccount.adapter import get_adapter
 from allauth.socialaccount.helpers import complete_social_login
-from allauth.socialaccount.providers.base import AuthProcess, ProviderException
+from allauth.socialaccount.providers.base import AuthProcess
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -49,7 +48,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from django_trakt import device_flow
-from django_trakt.api import device, http
+from django_trakt.api import device
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.core import clock
@@ -69,10 +68,9 @@ from django_trakt.device_flow import (  # noqa: F401  (PollAnswer, PollStatus: t
     StartError,
     revoke_unkept,
 )
-from django_trakt.exceptions import TraktError
 from django_trakt.links import pending as pending_grants
 from django_trakt.models import TraktToken
-from django_trakt.views import TraktOAuth2Adapter, account_of_another_user
+from django_trakt.views import account_of_another_user
 
 logger = logging.getLogger(__name__)
 
@@ -207,19 +205,10 @@ def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenG
     the shared "linked to another user" check (``views.account_of_another_user``), made
     first so that the JSON can say so and the grant is revoked.
     """
-    try:
-        profile = http.get_user_settings(app.client_id, grant.access_token)
-        provider = get_adapter(request).get_provider(request, PROVIDER_ID)
-        sociallogin = provider.sociallogin_from_response(request, profile)
-    except (TraktError, ProviderException) as err:
-        logger.warning("Trakt approved a device code, but the profile failed: %s", type(err).__name__)
-        revoke_unkept(app, grant)
+    state = {"process": AuthProcess.CONNECT, "next": next_url}
+    sociallogin = device_flow.approved_login(request, app, answer, grant, state=state)
+    if sociallogin is None:
         return PollAnswer(PollStatus.ERROR, LINK_FAILED, final=True)
-    token = TraktOAuth2Adapter(request).parse_token(answer)
-    if app.pk:
-        token.app = app
-    sociallogin.token = token
-    sociallogin.state = {"process": AuthProcess.CONNECT, "next": next_url}
     uid = sociallogin.account.uid
     other = account_of_another_user(request, sociallogin)
     if other is not None:

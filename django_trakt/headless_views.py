@@ -29,9 +29,8 @@ from allauth.headless import app_settings as headless_settings
 from allauth.headless.base.response import AuthenticationResponse, ConflictResponse
 from allauth.headless.base.views import APIView
 from allauth.headless.constants import Client
-from allauth.socialaccount.adapter import get_adapter
 from allauth.socialaccount.helpers import complete_social_login
-from allauth.socialaccount.providers.base import AuthProcess, ProviderException
+from allauth.socialaccount.providers.base import AuthProcess
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
@@ -39,15 +38,13 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import device_flow
-from django_trakt.api import device, http
+from django_trakt.api import device
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.core import clock
 from django_trakt.device_flow import CACHE_PREFIX, LINK_FAILED, CodeFlow, PollAnswer, PollStatus, StartError
-from django_trakt.exceptions import TraktError
 from django_trakt.links import pending as pending_grants
 from django_trakt.models import TraktToken
-from django_trakt.views import TraktOAuth2Adapter
 
 logger = logging.getLogger(__name__)
 
@@ -105,19 +102,10 @@ def _complete_login(
     the grant noted as pending until a link stores it); anything allauth or the site's
     adapter refuses is rolled back and its grant revoked at Trakt.
     """
-    try:
-        profile = http.get_user_settings(app.client_id, grant.access_token)
-        provider = get_adapter(request).get_provider(request, PROVIDER_ID)
-        sociallogin = provider.sociallogin_from_response(request, profile)
-    except (TraktError, ProviderException) as err:
-        logger.warning("Trakt approved a sign-in code, but the profile failed: %s", type(err).__name__)
-        device_flow.revoke_unkept(app, grant)
+    state = {"process": AuthProcess.LOGIN, "headless": True, "next": _DONE}
+    sociallogin = device_flow.approved_login(request, app, answer, grant, state=state)
+    if sociallogin is None:
         return PollAnswer(PollStatus.ERROR, LINK_FAILED, final=True)
-    token = TraktOAuth2Adapter(request).parse_token(answer)
-    if app.pk:
-        token.app = app
-    sociallogin.token = token
-    sociallogin.state = {"process": AuthProcess.LOGIN, "headless": True, "next": _DONE}
     try:
         with transaction.atomic():
             # A new visitor's tokens wait in the pending signup: noted like the redirect flow's.
