@@ -52,12 +52,9 @@ from django_trakt.api import device
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.core import clock
-from django_trakt.device_flow import (  # noqa: F401  (PollAnswer, PollStatus: this module's API before device_flow)
-    APP_REFUSED,
+from django_trakt.device_flow import (
     CACHE_PREFIX,
     LINK_FAILED,
-    MAX_INTERVAL,
-    NOTHING_PENDING,
     OTHER_USER,
     REAUTHENTICATE,
     REFUSED,
@@ -73,9 +70,6 @@ from django_trakt.models import TraktToken
 from django_trakt.views import account_of_another_user
 
 logger = logging.getLogger(__name__)
-
-#: The digest-named cache key of a code (kept under its old name for tests and tools).
-_code_key = device_flow.code_key
 
 #: Where the pending code lives in the session.
 SESSION_KEY = "django_trakt_device"
