@@ -42,7 +42,8 @@ class TraktToken(models.Model):
     """The Trakt tokens of one linked account, encrypted at rest.
 
     ``access_token`` and ``refresh_token`` are plain strings in Python and Fernet
-    ciphertext in the database (``*_encrypted`` columns). They are properties, not
+    ciphertext in the database (``*_encrypted`` columns, in the envelope of
+    :mod:`django_trakt.links.crypto`). They are properties, not
     fields, so nothing generic (``repr``, ``model_to_dict``, the admin, ``dumpdata``)
     ever sees the plain value.
     """
@@ -147,9 +148,10 @@ class TraktToken(models.Model):
         """Why each stored column does not decrypt, by column name; empty when both do.
 
         Writes nothing. An empty column (no refresh token stored) counts as decrypting. A
-        column that fails its HMAC while the other one decrypts is damaged rather than
-        encrypted with a missing key: both are written, and rotated, together, so the
-        configured keys evidently include the right one. (The exception: a grant without a
+        column that looks like a wrong key's (an intact value no configured key signed)
+        while the other one decrypts is damaged rather than encrypted with a missing key:
+        both are written, and rotated, together, so the configured keys evidently include
+        the right one. (The exception: a grant without a
         refresh token keeps the old one, which may then be under an older key; if that key
         was removed, the link is flagged CORRUPTED and heals once the key is back.)
         """

@@ -1,12 +1,16 @@
-"""TraktToken: plain strings in Python, Fernet ciphertext in the database."""
+"""TraktToken: plain strings in Python, Fernet ciphertext (in the app's envelope) in the database."""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import types
 
 import pytest
 from allauth.socialaccount.models import SocialAccount
 from cryptography.fernet import Fernet
+from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
@@ -14,7 +18,8 @@ from django.test import override_settings
 from django_trakt.api.tokens import TokenGrant, grant_from_response
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktMalformedResponse
 from django_trakt.links import crypto
-from django_trakt.models import TraktToken
+from django_trakt.models import PendingGrant, TraktToken
+from tests.envelopes import envelope, opened
 
 ACCESS = "a" * 32 + "plain-access"
 REFRESH = "r" * 32 + "plain-refresh"
@@ -50,7 +55,9 @@ def test_token_round_trip_plain_in_python_encrypted_in_database(account):
     assert stored.refresh_token == REFRESH
     columns = raw_columns(token.pk)
     assert ACCESS not in "".join(columns) and REFRESH not in "".join(columns)
-    assert all(column.startswith("gAAAA") for column in columns)  # Fernet tokens
+    # Each an intact envelope around a Fernet token of the configured key.
+    fernet = Fernet(settings.TRAKT_TOKEN_KEYS[0])
+    assert [fernet.decrypt(opened(column).encode()).decode() for column in columns] == [ACCESS, REFRESH]
 
 
 def test_token_repr_and_str_hide_tokens(account):
@@ -94,8 +101,6 @@ def test_wrong_key_raises_typed_error_and_flags_link_then_heals(account):
 
 
 def test_keys_rotate_first_encrypts_all_decrypt(account):
-    from django.conf import settings
-
     old_key = settings.TRAKT_TOKEN_KEYS[0]
     token = TraktToken.objects.store_grant(account, grant())
     new_key = Fernet.generate_key().decode()
@@ -146,3 +151,62 @@ def test_grant_without_expiry_is_unknown_expiry():
 def test_grant_from_malformed_answer_is_rejected(body):
     with pytest.raises(TraktMalformedResponse):
         grant_from_response(body)
+
+
+# -- migration 0006: the ciphertexts stored before the envelope ------------------------------------------
+
+envelope_migration = importlib.import_module("django_trakt.migrations.0006_envelope_token_ciphertext")
+
+
+def test_migration_wraps_every_stored_ciphertext_without_a_key_and_reverses(account, monkeypatch):
+    monkeypatch.setattr(envelope_migration, "BATCH_SIZE", 2)  # several batches
+    fernet = Fernet(settings.TRAKT_TOKEN_KEYS[0])
+    user = get_user_model().objects.create_user("second", "second@example.com", "pw")
+    other = SocialAccount.objects.create(user=user, provider="trakt", uid="uuid-2", extra_data={})
+    # As the previous release wrote them: bare Fernet tokens; one link without refresh token.
+    bare = {
+        account.pk: (fernet.encrypt(ACCESS.encode()).decode(), fernet.encrypt(REFRESH.encode()).decode()),
+        other.pk: (fernet.encrypt(b"second-access").decode(), ""),
+    }
+    for account_id, (access, refresh) in bare.items():
+        TraktToken.objects.create(account_id=account_id, access_token_encrypted=access, refresh_token_encrypted=refresh)
+    grants = [fernet.encrypt(f"pending-{n}".encode()).decode() for n in range(3)]
+    PendingGrant.objects.bulk_create(
+        PendingGrant(digest=f"d{n}", access_token_encrypted=grant) for n, grant in enumerate(grants)
+    )
+    updated_at = dict(TraktToken.objects.values_list("pk", "updated_at"))
+
+    def stored():
+        rows = TraktToken.objects.values_list("account_id", "access_token_encrypted", "refresh_token_encrypted")
+        grants = PendingGrant.objects.order_by("digest").values_list("access_token_encrypted", flat=True)
+        return {account_id: (access, refresh) for account_id, access, refresh in rows}, list(grants)
+
+    with override_settings(TRAKT_TOKEN_KEYS=[Fernet.generate_key().decode()]):  # no key is used
+        envelope_migration.wrap_ciphertexts(apps, types.SimpleNamespace(connection=connection))
+    tokens, pending = stored()
+    assert tokens == {
+        account.pk: (envelope(bare[account.pk][0]), envelope(bare[account.pk][1])),
+        other.pk: (envelope(bare[other.pk][0]), ""),
+    }
+    assert pending == [envelope(grant) for grant in grants]
+    assert dict(TraktToken.objects.values_list("pk", "updated_at")) == updated_at
+    token = TraktToken.objects.get(account=account)
+    assert (token.access_token, token.refresh_token) == (ACCESS, REFRESH)
+    assert crypto.decrypt(PendingGrant.objects.get(digest="d1").access_token_encrypted) == "pending-1"
+
+    # Run again: nothing changes (every value is already an intact envelope).
+    envelope_migration.wrap_ciphertexts(apps, types.SimpleNamespace(connection=connection))
+    assert stored() == (tokens, pending)
+
+    envelope_migration.unwrap_ciphertexts(apps, types.SimpleNamespace(connection=connection))
+    assert stored() == (bare, grants)
+
+
+def test_migration_froze_the_envelope_of_this_release():
+    # A frozen copy, as migrations should hold: if the format changes, convert older rows
+    # with a new migration rather than editing this one.
+    for token in ("gAAAAAB-token", "", "any:thing"):
+        assert envelope_migration.envelope(token) == crypto.envelope(token) == envelope(token)
+    (operation,) = envelope_migration.Migration.operations
+    assert operation.reversible
+    assert ("django_trakt", "0005_trakttoken_email_unproven") in envelope_migration.Migration.dependencies

@@ -6,22 +6,35 @@ without that setting gets keys derived from ``SECRET_KEY`` and
 tokens readable; a system check recommends a dedicated key all the same, because
 rotating ``SECRET_KEY`` then also rotates the token key.
 
+**The stored format is ours.** :func:`encrypt` writes an *envelope*,
+``"<digest>:<Fernet token>"``: the digest is the url-safe base64 (unpadded) of the
+first 16 bytes of the SHA-256 of the token. It is keyless and reveals nothing the
+ciphertext does not; ``:`` is outside the base64 alphabet, so the split is unambiguous.
+The digest says whether the stored value is exactly what we wrote; cryptography's
+public API (``MultiFernet.decrypt``, ``Fernet.extract_timestamp``) says whether it opens,
+and under which key. We never parse the Fernet token ourselves: cryptography owns that
+format, and its leniency changes between releases (51 decrypts a token whose trailing
+``=`` is missing, 46 and 50 refuse it), so a check of ours against the token's layout
+would disagree with the library sooner or later.
+
 A token that does not decrypt raises :class:`TokenDecryptionError` whose ``reason``
 says why, because the fix differs: a wrong key (put it back and the token works again)
-or damaged ciphertext (only a new sign-in helps).
+or damaged ciphertext (only a new sign-in helps). See :func:`failure_reason`.
+
+Values written before the envelope (plain Fernet tokens) still decrypt; migration
+``0006_envelope_token_ciphertext`` wrapped the stored ones, and :func:`reencrypt` (key
+rotation) writes the envelope.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
+import hashlib
 from functools import lru_cache
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
@@ -32,14 +45,9 @@ from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationErro
 # Changing this string changes every derived key: never edit it.
 _DERIVATION_INFO = b"django-trakt token encryption v1"
 
-# The layout of a Fernet token (its specification): version byte 0x80, 8-byte timestamp,
-# 16-byte IV, AES-CBC ciphertext of n >= 1 blocks of 16 bytes, 32-byte HMAC-SHA256,
-# the whole url-safe base64 encoded with padding.
-_FERNET_VERSION = b"\x80"
-_FERNET_HEADER = 1 + 8 + 16
-_FERNET_HMAC = 32
-_AES_BLOCK = 16
-_URLSAFE_BASE64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+#: Between the integrity digest and the Fernet token of a stored value.
+ENVELOPE_SEPARATOR = ":"
+_DIGEST_BYTES = 16
 
 _ADVICE = {
     TokenDecryptionError.WRONG_KEY: (
@@ -103,27 +111,82 @@ def get_fernet() -> MultiFernet:
     return _fernet_for(configured_keys())
 
 
+# -- the envelope ------------------------------------------------------------------------------
+
+
+def integrity_digest(token: str) -> str:
+    """The envelope's digest of ``token``: keyless, it only tells damage from what was written.
+
+    Migration 0006 holds a frozen copy: change neither without a new migration.
+    """
+    digest = hashlib.sha256(token.encode("utf-8")).digest()[:_DIGEST_BYTES]
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def envelope(token: str) -> str:
+    """A Fernet token as it is stored: ``"<digest>:<token>"``."""
+    return f"{integrity_digest(token)}{ENVELOPE_SEPARATOR}{token}"
+
+
+def _token_of(stored: str) -> tuple[str, bool]:
+    """``(token, enveloped)``: the Fernet token inside ``stored`` (a value without envelope is
+    its own token, as written before the envelope existed)."""
+    digest, separator, token = stored.partition(ENVELOPE_SEPARATOR)
+    return (token, True) if separator else (digest, False)
+
+
+def _intact(stored: str) -> bool:
+    """Whether ``stored`` is an envelope exactly as :func:`envelope` wrote it (always ASCII)."""
+    token, enveloped = _token_of(stored)
+    return enveloped and stored.isascii() and stored == envelope(token)
+
+
+# -- encrypting and decrypting -----------------------------------------------------------------
+
+
 @sensitive_variables()
 def encrypt(plaintext: str) -> str:
-    return get_fernet().encrypt(plaintext.encode()).decode("ascii")
+    return envelope(get_fernet().encrypt(plaintext.encode()).decode("ascii"))
 
 
 @sensitive_variables()
 def decrypt(ciphertext: str) -> str:
-    """Decrypt with any configured key; :class:`TokenDecryptionError` (with its ``reason``) if none fits."""
+    """Decrypt with any configured key; :class:`TokenDecryptionError` (with its ``reason``) if none fits.
+
+    ``ciphertext`` is a stored value: an envelope, or a plain Fernet token written before it.
+    """
+    token, enveloped = _token_of(ciphertext)
+    # Damage is refused before cryptography sees the token: what a release of it
+    # tolerates (a missing "=") must not decide whether a damaged value is used.
+    if enveloped and not _intact(ciphertext):
+        raise decryption_error(TokenDecryptionError.CORRUPTED)
     try:
-        return get_fernet().decrypt(ciphertext.encode("ascii")).decode()
+        return get_fernet().decrypt(token.encode("ascii")).decode("utf-8")
     except (InvalidToken, UnicodeError) as err:
         raise decryption_error(failure_reason(ciphertext)) from err
 
 
 @sensitive_variables()
 def reencrypt(ciphertext: str) -> str:
-    """The same plaintext, encrypted with the current first key (for key rotation)."""
+    """The same plaintext, encrypted with the current first key, in an envelope (key rotation).
+
+    Refuses exactly what :func:`decrypt` refuses, with the same reason.
+    """
+    return encrypt(decrypt(ciphertext))
+
+
+def is_current(ciphertext: str) -> bool:
+    """Whether ``ciphertext`` needs no rotation: an intact envelope that the first key alone opens.
+
+    Fernet tokens do not name their key, so "encrypted with the first key" can only mean this.
+    """
+    if not _intact(ciphertext):
+        return False
     try:
-        return get_fernet().rotate(ciphertext.encode("ascii")).decode("ascii")
-    except (InvalidToken, UnicodeError) as err:
-        raise decryption_error(failure_reason(ciphertext)) from err
+        _fernet_for(configured_keys()[:1]).decrypt(_token_of(ciphertext)[0].encode("ascii")).decode("utf-8")
+    except (InvalidToken, UnicodeError):
+        return False
+    return True
 
 
 def decryption_error(reason: str) -> TokenDecryptionError:
@@ -131,50 +194,44 @@ def decryption_error(reason: str) -> TokenDecryptionError:
     return TokenDecryptionError(_ADVICE[reason], reason=reason)
 
 
-def is_well_formed(ciphertext: str) -> bool:
-    """Whether ``ciphertext`` has the layout of a Fernet token (whatever key made it)."""
-    return _fernet_bytes(ciphertext) is not None
-
-
-def _fernet_bytes(ciphertext: str) -> bytes | None:
-    # Stricter than Fernet itself, which skips characters outside the alphabet: a stored
-    # token is exactly what encrypt() wrote, anything else is damage.
-    if len(ciphertext) % 4 or not _URLSAFE_BASE64.fullmatch(ciphertext):
-        return None
-    try:
-        data = base64.urlsafe_b64decode(ciphertext)
-    except (binascii.Error, ValueError):
-        return None
-    body = len(data) - _FERNET_HEADER - _FERNET_HMAC
-    if not data.startswith(_FERNET_VERSION) or body < _AES_BLOCK or body % _AES_BLOCK:
-        return None
-    return data
-
-
 def failure_reason(ciphertext: str) -> str:
-    """Why ``ciphertext``, which did not decrypt, does not: a ``TokenDecryptionError`` reason.
+    """Why ``ciphertext``, a stored value that did not decrypt, does not: a ``TokenDecryptionError`` reason.
 
-    ``CORRUPTED`` when it is not a well-formed Fernet token, or when a configured key
-    signed it and it still does not decrypt (only damage does that). ``WRONG_KEY`` when
-    it is well-formed but no configured key's HMAC matches: most likely it was encrypted
-    with a key that is no longer configured. Damage that keeps the layout intact (one
-    character changed) looks the same from here; ``TraktToken`` tells the two apart with
-    its other column (see ``TraktToken.decryption_errors``).
+    - An envelope whose digest does not match its token: ``CORRUPTED`` (damaged since it
+      was written, whatever cryptography would make of it).
+    - A token that a configured key signed (``Fernet.extract_timestamp`` verifies the
+      signature without decrypting) yet does not open, or opens to bytes that are not
+      text: ``CORRUPTED``. We never write such a token; only damage or tampering does.
+    - An intact envelope no configured key signed: ``WRONG_KEY``. It is what we wrote,
+      under a key that is no longer configured.
+    - Anything else, without an envelope: ``CORRUPTED``. Without parsing Fernet's
+      format, a bare value cannot be told apart from garbage; since migration 0006 every
+      stored value is an envelope, so a bare value that does not open is damage (or a
+      value written before the migration whose key has since gone; it heals once that
+      key is back).
+
+    ``TraktToken`` refines ``WRONG_KEY`` with its other column (see ``TraktToken.diagnose``).
     """
-    data = _fernet_bytes(ciphertext)
-    if data is None:
+    token, enveloped = _token_of(ciphertext)
+    if enveloped and not _intact(ciphertext):
         return TokenDecryptionError.CORRUPTED
-    signed, signature = data[:-_FERNET_HMAC], data[-_FERNET_HMAC:]
+    if _signed_by_a_configured_key(token):
+        return TokenDecryptionError.CORRUPTED
+    return TokenDecryptionError.WRONG_KEY if enveloped else TokenDecryptionError.CORRUPTED
+
+
+def _signed_by_a_configured_key(token: str) -> bool:
+    try:
+        data = token.encode("ascii")
+    except UnicodeError:
+        return False
     for key in configured_keys():
-        # A Fernet key is the HMAC key (first 16 bytes) followed by the AES key.
-        mac = HMAC(base64.urlsafe_b64decode(key)[:16], hashes.SHA256())
-        mac.update(signed)
         try:
-            mac.verify(signature)
-        except InvalidSignature:
+            Fernet(key).extract_timestamp(data)
+        except InvalidToken:
             continue
-        return TokenDecryptionError.CORRUPTED
-    return TokenDecryptionError.WRONG_KEY
+        return True
+    return False
 
 
 #: Marks a token sealed for a place outside the token table: allauth's ``SocialToken`` of a

@@ -10,8 +10,9 @@ it, deploy, run ``manage.py rotate_trakt_keys``, then remove the old keys.
   for the batch or is waited for, and its new token pair is never overwritten with a
   re-encrypted copy of the old, already spent one.
 - **Can be run again.** Fernet tokens do not name their key, so "already current"
-  means "decrypts with the first key alone": such rows are not written again, and a
-  second run reports every readable row as already current.
+  means "in our envelope and decrypts with the first key alone" (``crypto.is_current``):
+  such rows are not written again, and a second run reports every readable row as
+  already current. A value written before the envelope is rewritten in it.
 - **Rows that do not decrypt are not fatal.** They are counted and left exactly as they
   are: ``unreadable`` (no configured key opens them: flagged ``UNREADABLE``, readable
   again once their key is put back) apart from ``corrupted`` (the stored ciphertext is
@@ -28,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.fernet import Fernet, InvalidToken
 from django.db import transaction
 
 from django_trakt.links import crypto
@@ -63,18 +63,9 @@ class RotationReport:
         )
 
 
-def _is_current(current: Fernet, ciphertext: str) -> bool:
-    if not ciphertext:
-        return True
-    try:
-        current.decrypt(ciphertext.encode("ascii"))
-    except (InvalidToken, UnicodeError):
-        return False
-    return True
-
-
-def _reencrypted(current: Fernet, ciphertext: str) -> str:
-    return ciphertext if _is_current(current, ciphertext) else crypto.reencrypt(ciphertext)
+def _reencrypted(ciphertext: str) -> str:
+    # An empty column (no refresh token stored) stays empty.
+    return ciphertext if not ciphertext or crypto.is_current(ciphertext) else crypto.reencrypt(ciphertext)
 
 
 def rotate_keys(
@@ -92,7 +83,7 @@ def rotate_keys(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    current = Fernet(crypto.configured_keys()[0])
+    crypto.configured_keys()  # unusable keys raise here, before any row is read
     report = RotationReport()
     last_pk = None
     while True:
@@ -103,12 +94,12 @@ def rotate_keys(
         if not batch:
             return report
         last_pk = batch[-1]
-        report += _rotate_batch(current, batch, dry_run=dry_run)
+        report += _rotate_batch(batch, dry_run=dry_run)
         if progress is not None:
             progress(report)
 
 
-def _rotate_batch(current: Fernet, pks: list[int], *, dry_run: bool) -> RotationReport:
+def _rotate_batch(pks: list[int], *, dry_run: bool) -> RotationReport:
     rotated: list[TraktToken] = []
     # Rows whose status changes (healed or flagged), by their new (status, last_error):
     # one UPDATE per kind of change rather than one per row.
@@ -136,7 +127,7 @@ def _rotate_batch(current: Fernet, pks: list[int], *, dry_run: bool) -> Rotation
                 else:
                     unreadable += 1
                 continue
-            new_access, new_refresh = _reencrypted(current, access), _reencrypted(current, refresh)
+            new_access, new_refresh = _reencrypted(access), _reencrypted(refresh)
             if (new_access, new_refresh) == (access, refresh):
                 already_current += 1
             else:
