@@ -46,7 +46,7 @@ class TokenDecryptionError(TraktError):
 
     ``reason`` tells the two cases apart, because what fixes them differs:
 
-    - :attr:`WRONG_KEY`: a well-formed token that no configured key opens. The link is
+    - :attr:`WRONG_KEY`: an intact stored token that no configured key opens. The link is
       flagged unreadable and heals by itself once the key that encrypted it is back in
       ``TRAKT_TOKEN_KEYS``.
     - :attr:`CORRUPTED`: the stored ciphertext is damaged. The link is flagged
