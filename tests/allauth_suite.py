@@ -28,13 +28,12 @@ from pathlib import Path
 
 #: The package allauth's test modules are imported as (``tests`` is ours).
 PACKAGE = "allauth_provider_suite"
-#: The files taken from the sdist: module name under PACKAGE -> path inside the sdist's folder.
+#: The files taken from the sdist: module name under PACKAGE -> path inside the sdist's folder,
+#: in the order they are imported (base imports mocking).
 FILES = {
     "mocking": "tests/mocking.py",
     "base": "tests/apps/socialaccount/base.py",
 }
-# Imported in this order: base imports mocking.
-_ORDER = ("mocking", "base")
 
 
 def allauth_version() -> str:
@@ -123,11 +122,16 @@ def _retarget_imports(source: str, filename: str) -> str:
 
 
 class _RetargetingLoader(importlib.machinery.SourceFileLoader):
-    """Python's loader for a source file, compiling it with :func:`_retarget_imports` applied."""
+    """Python's loader for a source file, compiling it with :func:`_retarget_imports` applied.
 
-    def source_to_code(self, data, path, *args, **kwargs):  # type: ignore[no-untyped-def, override]
-        source = importlib.util.decode_source(data)
-        return super().source_to_code(_retarget_imports(source, str(path)), path, *args, **kwargs)
+    Always from the source, never from (or into) ``__pycache__``: a cached bytecode file
+    would hold the imports as rewritten for another :data:`PACKAGE`.
+    """
+
+    def get_code(self, fullname):  # type: ignore[no-untyped-def]
+        path = self.get_filename(fullname)
+        source = importlib.util.decode_source(self.get_data(path))
+        return compile(_retarget_imports(source, path), path, "exec", dont_inherit=True)
 
 
 def load(version: str | None = None) -> types.ModuleType:
@@ -141,7 +145,7 @@ def load(version: str | None = None) -> types.ModuleType:
     package = types.ModuleType(PACKAGE, "allauth's provider test suite (tests/allauth_suite.py)")
     package.__path__ = [str(folder)]
     sys.modules[PACKAGE] = package
-    for name in _ORDER:
+    for name in FILES:
         qualified = f"{PACKAGE}.{name}"
         path = str(folder / f"{name}.py")
         spec = importlib.util.spec_from_file_location(qualified, path, loader=_RetargetingLoader(qualified, path))
