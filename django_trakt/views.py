@@ -84,7 +84,9 @@ class TraktOAuth2Adapter(TraktCallbackAdapter):
         # not allauth's (now + expires_in).
         grant = grant_from_response(data)
         # Sealed: allauth keeps this object in the session while a new user fills in the
-        # signup form (and in its SocialToken table with SOCIALACCOUNT_STORE_TOKENS).
+        # signup form (or a login waits for an email address to be verified). Its own
+        # SocialToken table (SOCIALACCOUNT_STORE_TOKENS) gets the plain values, as allauth
+        # documents them (links/social_tokens.py).
         # Only model fields: they are all that survives that session, so Trakt's token_type
         # and scope are not carried (the receivers record Trakt's constant values).
         return SocialToken(

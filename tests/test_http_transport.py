@@ -7,7 +7,10 @@ neither the error nor the log carries a token.
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import json
 import logging
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +19,7 @@ from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.test import override_settings
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
 from django_trakt.api import oauth
@@ -282,3 +286,102 @@ def test_the_retrying_session_would_have_retried(trakt):
     session = get_adapter().get_requests_session()
     session.post(f"{trakt_settings.AUTH_URL}/oauth/token", json={})
     assert len(trakt.requests_to("/oauth/token")) == 4
+
+
+# -- one session per request, connections kept per thread -----------------------------------------
+
+
+class CannedAnswer:
+    """What a site's test double of ``requests.Session.request`` answers (a plain dict of headers)."""
+
+    def __init__(self, document, headers=None):
+        self.status_code = 200
+        self.headers = CaseInsensitiveDict({"Content-Type": "application/json"}) if headers is None else headers
+        self.content = json.dumps(document).encode()
+        self.text = self.content.decode()
+
+    def json(self):
+        return json.loads(self.text)
+
+
+def test_each_request_uses_a_session_made_for_it_so_a_sites_test_double_is_honoured(monkeypatch):
+    """allauth's session binds ``session.request`` when it is made (its timeout, a partial): a
+    session kept from an earlier call would call the test double of an earlier test."""
+    for name in ("Old Double", "New Double"):
+
+        def double(session, method, url, *args, name=name, **kwargs):
+            return CannedAnswer({"user": {"username": name}})
+
+        monkeypatch.setattr(requests.Session, "request", double)
+        assert get_user_settings(CLIENT_ID, "an-access-token")["user"]["username"] == name
+
+
+def test_headers_of_an_answer_are_read_whatever_the_case_of_their_names(monkeypatch):
+    # requests' headers are a CaseInsensitiveDict; a test double's (allauth's MockedResponse
+    # among them) may be a plain dict with names in lower case.
+    def double(session, method, url, *args, **kwargs):
+        return CannedAnswer({"user": {"username": "Watcher"}}, headers={"content-type": "application/json"})
+
+    monkeypatch.setattr(requests.Session, "request", double)
+    assert get_user_settings(CLIENT_ID, "an-access-token")["user"]["username"] == "Watcher"
+
+
+class CountingSessionAdapter(DefaultSocialAccountAdapter):
+    sessions_made = 0
+
+    def get_requests_session(self):
+        CountingSessionAdapter.sessions_made += 1
+        return super().get_requests_session()
+
+
+class KeepAliveTrakt(http.server.BaseHTTPRequestHandler):
+    """An HTTP/1.1 server that keeps connections open, noting the client port of each request."""
+
+    protocol_version = "HTTP/1.1"
+    client_ports: list[int] = []
+
+    def do_GET(self):
+        KeepAliveTrakt.client_ports.append(self.client_address[1])
+        body = json.dumps({"user": {"username": "Watcher"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def keep_alive_trakt():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveTrakt)
+    server.daemon_threads = True
+    KeepAliveTrakt.client_ports = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.CountingSessionAdapter")
+def test_requests_of_a_thread_share_its_connection_and_threads_have_their_own(keep_alive_trakt):
+    CountingSessionAdapter.sessions_made = 0
+    with override_settings(SOCIALACCOUNT_PROVIDERS=providers_with(API_URL=keep_alive_trakt)):
+
+        def three_calls():
+            for _ in range(3):
+                get_user_settings(CLIENT_ID, "an-access-token")
+
+        three_calls()
+        worker = threading.Thread(target=three_calls)
+        worker.start()
+        worker.join()
+
+    assert CountingSessionAdapter.sessions_made == 6  # a fresh session of the site's for every request
+    here, there = KeepAliveTrakt.client_ports[:3], KeepAliveTrakt.client_ports[3:]
+    assert len(set(here)) == 1 and len(set(there)) == 1  # one kept connection per thread...
+    assert here[0] != there[0]  # ...each thread its own

@@ -56,6 +56,20 @@ NO_RETRIES = Retry(0, read=False)
 _local = threading.local()
 
 
+def _transport() -> HTTPAdapter:
+    """This thread's connection pool to Trakt: one ``HTTPAdapter`` per thread, never retrying.
+
+    Kept across requests so the refresh batch and the task workers reuse their connections
+    (TLS handshakes are most of a refresh's time); per thread because an adapter's pools are
+    not documented as thread-safe. Only the adapter is kept, never a session: see
+    :func:`_session`.
+    """
+    transport: HTTPAdapter | None = getattr(_local, "transport", None)
+    if transport is None:
+        transport = _local.transport = HTTPAdapter(max_retries=NO_RETRIES)
+    return transport
+
+
 def _never_retry(session: requests.Session) -> None:
     """Make every mounted adapter of ``session`` send each request once.
 
@@ -64,10 +78,10 @@ def _never_retry(session: requests.Session) -> None:
     polls and revokes are rate-limited at Trakt, and the callers here decide themselves
     when to try again (``refresh.refresh_with_retries``, the device pages' interval). So no
     transport retry, whatever a site's ``get_requests_session`` mounted (allauth's default
-    mounts none today). The adapters are changed in place: the session is built for this
-    module alone (allauth itself closes the sessions it asks for after one use, adapters
-    included, so a site cannot share them). An adapter that is not an ``HTTPAdapter`` has
-    no documented retry setting and is left as it is.
+    mounts none today). The adapters are changed in place: the session is made for one
+    request of this module (allauth itself asks for a session per use and closes it, so a
+    site cannot share them). An adapter that is not an ``HTTPAdapter`` has no documented
+    retry setting and is left as it is.
     """
     for adapter in session.adapters.values():
         if isinstance(adapter, HTTPAdapter):
@@ -75,28 +89,39 @@ def _never_retry(session: requests.Session) -> None:
 
 
 def _session() -> requests.Session:
-    """This thread's session to Trakt, from the site's allauth adapter.
+    """A session to Trakt for one request, made by the site's allauth adapter.
 
     ``get_requests_session()`` is where allauth (and every allauth provider) gets its
     sessions, and where sites set their proxies, CA bundle (``session.verify``), client
-    certificate or mounted adapters: calls to Trakt honour them like allauth's own calls.
-    One session per thread: connection reuse matters for the refresh command, and
-    ``requests.Session`` is not documented as thread-safe. Built again when the site's
-    adapter class changes (a settings change, e.g. in tests). Our headers, timeout and
-    ``allow_redirects=False`` are passed on every call (see :func:`send`), so they win
-    over the session's defaults.
+    certificate, headers or mounted adapters: calls to Trakt honour them like allauth's own
+    calls. A FRESH session per request, as allauth itself asks for one per use: allauth's
+    session binds ``session.request`` (a ``functools.partial`` with its timeout) when it is
+    made, so a session kept for later would keep calling whatever ``Session.request`` was
+    then (a site's test double of an earlier test, allauth's own request mocking).
+
+    Connection reuse comes from :func:`_transport`, mounted in place of requests' plain
+    ``HTTPAdapter`` (exactly that class: it holds nothing but pool sizes and retries). An
+    adapter of the site's own class (its proxy transport, its CA handling) stays, sending
+    each request once (see :func:`_never_retry`). Our headers, timeout,
+    ``allow_redirects=False`` and ``stream=False`` are passed on every call (see
+    :func:`send`), so they win over the session's defaults.
     """
-    adapter = get_adapter()
-    cached = getattr(_local, "session", None)
-    if cached is not None and cached[0] is type(adapter):
-        session: requests.Session = cached[1]
-        return session
-    if cached is not None:
-        cached[1].close()
-    session = adapter.get_requests_session()
+    session = get_adapter().get_requests_session()
+    transport = _transport()
+    for prefix, mounted in list(session.adapters.items()):
+        if type(mounted) is HTTPAdapter:
+            session.mount(prefix, transport)
+            mounted.close()  # never used: it holds no connection
     _never_retry(session)
-    _local.session = (type(adapter), session)
     return session
+
+
+def _release(session: requests.Session) -> None:
+    """Close what ``session`` holds of its own once its answer is read; this thread's transport stays open."""
+    transport = getattr(_local, "transport", None)
+    for mounted in session.adapters.values():
+        if mounted is not transport:
+            mounted.close()
 
 
 @sensitive_variables()
@@ -112,23 +137,38 @@ def trakt_headers(client_id: str, access_token: str | None = None) -> dict[str, 
     return headers
 
 
+def header(response: requests.Response, name: str) -> str:
+    """The value of the header ``name`` of an answer (``""`` when absent), whatever its case.
+
+    Header names are case-insensitive (RFC 9110); requests' ``CaseInsensitiveDict`` knows
+    it, a plain dict of headers does not (the answers of test doubles, allauth's own
+    ``MockedResponse`` among them, which a site's ``get_requests_session`` may return).
+    """
+    headers = response.headers
+    value = headers.get(name)
+    if value is None:
+        wanted = name.lower()
+        value = next((found for key, found in headers.items() if key.lower() == wanted), None)
+    return "" if value is None else str(value)
+
+
 def content_type(response: requests.Response) -> str:
     """The media type of an answer, lower case, without parameters (``""`` when absent)."""
-    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return header(response, "Content-Type").split(";")[0].strip().lower()
 
 
 def _excerpt(response: requests.Response) -> str:
     if content_type(response) == "text/html":
         # A Cloudflare (or proxy) page, e.g. its 429 rate-limit page (trakt/trakt-api#909): its
         # markup tells an operator nothing in a log line or in ``last_error``; say what it was.
-        server = " ".join(response.headers.get("Server", "").split())[:40]
+        server = " ".join(header(response, "Server").split())[:40]
         return f"an HTML page{f' from {server}' if server else ''}, not Trakt's JSON"
     text = response.text or ""
     return " ".join(text.split())
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    seconds = finite_number(response.headers.get("Retry-After"))
+    seconds = finite_number(header(response, "Retry-After") or None)
     return None if seconds is None else max(0.0, seconds)
 
 
@@ -165,8 +205,9 @@ def send(
     :class:`TraktAPIError` for an error status.
     """
     path = urlsplit(url).path
+    session = _session()
     try:
-        response = _session().request(
+        response = session.request(
             method,
             url,
             headers=trakt_headers(client_id, access_token),
@@ -174,6 +215,8 @@ def send(
             params=params,
             timeout=trakt_settings.TIMEOUT if timeout is None else timeout,
             allow_redirects=False,
+            # The body is read now, so the session's own adapters can be closed below.
+            stream=False,
         )
     except requests.ConnectTimeout as err:
         # Nothing reached Trakt: unlike a read timeout, this is safe to try again at once.
@@ -185,6 +228,8 @@ def send(
     except requests.RequestException as err:
         logger.warning("Trakt %s %s failed: %s", method, path, type(err).__name__)
         raise TraktTransportError(f"Trakt could not be reached for {method} {path}") from err
+    finally:
+        _release(session)
     logger.debug("Trakt %s %s -> %s", method, path, response.status_code)
     if raise_for_status and response.status_code >= 400:
         raise error_for_response(response)

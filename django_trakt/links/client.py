@@ -24,7 +24,7 @@ from typing import Any
 from django.db import connections
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api.http import decode_json, send
+from django_trakt.api.http import decode_json, header, send
 from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.core import clock
 from django_trakt.exceptions import (
@@ -216,7 +216,7 @@ class TraktClient:
                 raise TraktMalformedResponse(f"Trakt's {path} answer is not a list")
             yield from items
             try:
-                page_count = int(response.headers.get("X-Pagination-Page-Count", page))
+                page_count = int(header(response, "X-Pagination-Page-Count") or page)
             except ValueError:
                 page_count = page
             if page >= page_count or not items:
