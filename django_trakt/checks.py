@@ -98,6 +98,24 @@ def check_email_verification(app_configs: Any = None, **kwargs: Any) -> list[che
     ]
 
 
+@checks.register(checks.Tags.security, deploy=True)
+def check_development_image_origins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E005: a deployment names development image origins (plain http, loopback allowed)."""
+    from django.conf import settings
+
+    if not getattr(settings, "TRAKT_DEVELOPMENT_IMAGE_ORIGINS", None):
+        return []
+    return [
+        checks.Error(
+            "TRAKT_DEVELOPMENT_IMAGE_ORIGINS is set: with DEBUG on, the image fetch would reach those origins "
+            "over plain http and on loopback or private addresses, which it refuses for every other host.",
+            hint="It is for developing against the local Trakt (docs/local-trakt.md). Leave it out of "
+            "production settings.",
+            id="django_trakt.E005",
+        )
+    ]
+
+
 # -- the site's setup: the callback's scheme, the Trakt app's credentials, the secret, the Site --
 # W004, W005 and half of E002 are deployment checks (``manage.py check --deploy``), quiet
 # while DEBUG is on. What leaves the site unable to work at all (E002's missing app,
