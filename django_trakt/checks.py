@@ -127,11 +127,12 @@ def check_development_image_origins(app_configs: Any = None, **kwargs: Any) -> l
 # models and the URLconf, which are loaded by the time checks run.
 
 SETTINGS_APP_HINT = (
-    'Keep the credentials in the environment: SOCIALACCOUNT_PROVIDERS = {"trakt": {"APP": {'
-    '"client_id": os.environ["TRAKT_CLIENT_ID"], "secret": os.environ["TRAKT_CLIENT_SECRET"]}}}.'
+    "Keep the credentials in the environment (export TRAKT_CLIENT_ID and TRAKT_CLIENT_SECRET before "
+    'manage.py): SOCIALACCOUNT_PROVIDERS = {"trakt": {"APP": {"client_id": os.environ.get("TRAKT_CLIENT_ID", ""), '
+    '"secret": os.environ.get("TRAKT_CLIENT_SECRET", "")}}}.'
 )
 REGISTER_HINT = (
-    "Register an app at https://trakt.tv/oauth/applications with the redirect URI printed by "
+    "Register an app at https://developer.trakt.tv (Trakt's app management) with the redirect URI printed by "
     "manage.py trakt_redirect_uri. "
 )
 
@@ -224,9 +225,17 @@ def _settings_app_problems() -> tuple[list[checks.CheckMessage], bool]:
 
 
 def _no_app_anywhere(databases: Any) -> list[checks.CheckMessage]:
-    """E002 when neither the settings nor a readable database hold a Trakt app."""
-    if _settings_app_problems()[1]:
-        return []
+    """E002 when neither the settings nor a readable database hold a Trakt app.
+
+    In development (DEBUG) also when the settings' app has an empty client id or secret:
+    settings that read the environment with ``os.environ.get`` (the README's) get empty
+    strings in a shell without the exports, and every sign-in would fail.
+    """
+    from django.conf import settings
+
+    problems, configured = _settings_app_problems()
+    if configured:
+        return problems if settings.DEBUG and databases else []
     rows = _trakt_app_rows(databases, with_client_id=True)
     if rows is None or rows:
         return []  # the database may not or cannot be read, or holds the app
@@ -244,8 +253,10 @@ def _no_app_anywhere(databases: Any) -> list[checks.CheckMessage]:
 # E002 has two halves, registered apart. The app missing everywhere breaks every page
 # that shows the sign-in link, in development too: a plain check reports it (not
 # silenced by DEBUG) as soon as it may read the database, so ``migrate`` and
-# ``check --database default`` catch it. An incomplete app in the settings stays a
-# deployment check: a build step (collectstatic) often runs without the secrets.
+# ``check --database default`` catch it; with DEBUG on it also reports an incomplete app
+# in the settings (the environment variables not exported). With DEBUG off an incomplete
+# app in the settings stays a deployment check: a build step (collectstatic) often runs
+# without the secrets.
 
 
 @checks.register(checks.Tags.database)
