@@ -46,8 +46,15 @@ _MAX_DETAILS = 10
 
 #: What to do about a link in each status (its page shows it; the list shows last_error).
 #: An unreadable link needs a key back, a corrupted one a new sign-in: the advice differs.
+#: An active link past its expiry: the renewal did not run (or could not reach Trakt).
+EXPIRED_ADVICE = _(
+    "The token has expired although the link is active: check that refresh_trakt_tokens runs (hourly), "
+    'or use "Refresh now". The next refresh renews it without asking the user.'
+)
 STATUS_ADVICE: dict[str, str | Promise] = {
-    TraktToken.Status.ACTIVE: "",
+    TraktToken.Status.ACTIVE: _(
+        "Nothing: the link works. refresh_trakt_tokens renews it before it expires; the user need not act."
+    ),
     TraktToken.Status.NEEDS_REAUTH: _(
         "Trakt no longer accepts this link's tokens: the user must sign in with Trakt again."
     ),
@@ -158,6 +165,8 @@ class _TokenDisplay:
 
     @admin.display(description=_("what to do"))
     def advice(self, token: TraktToken) -> str:
+        if token.status == TraktToken.Status.ACTIVE and expiry_marker(token.expires_at) == "expired":
+            return str(EXPIRED_ADVICE)
         return str(STATUS_ADVICE.get(token.status, ""))
 
 

@@ -98,6 +98,24 @@ def check_email_verification(app_configs: Any = None, **kwargs: Any) -> list[che
     ]
 
 
+@checks.register(checks.Tags.security, deploy=True)
+def check_development_image_origins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E005: a deployment names development image origins (plain http, loopback allowed)."""
+    from django.conf import settings
+
+    if not getattr(settings, "TRAKT_DEVELOPMENT_IMAGE_ORIGINS", None):
+        return []
+    return [
+        checks.Error(
+            "TRAKT_DEVELOPMENT_IMAGE_ORIGINS is set: with DEBUG on, the image fetch would reach those origins "
+            "over plain http and on loopback or private addresses, which it refuses for every other host.",
+            hint="It is for developing against the local Trakt (docs/local-trakt.md). Leave it out of "
+            "production settings.",
+            id="django_trakt.E005",
+        )
+    ]
+
+
 # -- the site's setup: the callback's scheme, the Trakt app's credentials, the secret, the Site --
 # W004, W005 and half of E002 are deployment checks (``manage.py check --deploy``), quiet
 # while DEBUG is on. What leaves the site unable to work at all (E002's missing app,
@@ -109,11 +127,12 @@ def check_email_verification(app_configs: Any = None, **kwargs: Any) -> list[che
 # models and the URLconf, which are loaded by the time checks run.
 
 SETTINGS_APP_HINT = (
-    'Keep the credentials in the environment: SOCIALACCOUNT_PROVIDERS = {"trakt": {"APP": {'
-    '"client_id": os.environ["TRAKT_CLIENT_ID"], "secret": os.environ["TRAKT_CLIENT_SECRET"]}}}.'
+    "Keep the credentials in the environment (export TRAKT_CLIENT_ID and TRAKT_CLIENT_SECRET before "
+    'manage.py): SOCIALACCOUNT_PROVIDERS = {"trakt": {"APP": {"client_id": os.environ.get("TRAKT_CLIENT_ID", ""), '
+    '"secret": os.environ.get("TRAKT_CLIENT_SECRET", "")}}}.'
 )
 REGISTER_HINT = (
-    "Register an app at https://trakt.tv/oauth/applications with the redirect URI printed by "
+    "Register an app at https://developer.trakt.tv (Trakt's app management) with the redirect URI printed by "
     "manage.py trakt_redirect_uri. "
 )
 
@@ -206,9 +225,17 @@ def _settings_app_problems() -> tuple[list[checks.CheckMessage], bool]:
 
 
 def _no_app_anywhere(databases: Any) -> list[checks.CheckMessage]:
-    """E002 when neither the settings nor a readable database hold a Trakt app."""
-    if _settings_app_problems()[1]:
-        return []
+    """E002 when neither the settings nor a readable database hold a Trakt app.
+
+    In development (DEBUG) also when the settings' app has an empty client id or secret:
+    settings that read the environment with ``os.environ.get`` (the README's) get empty
+    strings in a shell without the exports, and every sign-in would fail.
+    """
+    from django.conf import settings
+
+    problems, configured = _settings_app_problems()
+    if configured:
+        return problems if settings.DEBUG and databases else []
     rows = _trakt_app_rows(databases, with_client_id=True)
     if rows is None or rows:
         return []  # the database may not or cannot be read, or holds the app
@@ -226,8 +253,10 @@ def _no_app_anywhere(databases: Any) -> list[checks.CheckMessage]:
 # E002 has two halves, registered apart. The app missing everywhere breaks every page
 # that shows the sign-in link, in development too: a plain check reports it (not
 # silenced by DEBUG) as soon as it may read the database, so ``migrate`` and
-# ``check --database default`` catch it. An incomplete app in the settings stays a
-# deployment check: a build step (collectstatic) often runs without the secrets.
+# ``check --database default`` catch it; with DEBUG on it also reports an incomplete app
+# in the settings (the environment variables not exported). With DEBUG off an incomplete
+# app in the settings stays a deployment check: a build step (collectstatic) often runs
+# without the secrets.
 
 
 @checks.register(checks.Tags.database)

@@ -136,6 +136,31 @@ def _is_resolver(value: Any) -> bool:
     return callable(value)
 
 
+def origin_of(url: Any) -> str | None:
+    """``scheme://host:port`` of an http(s) URL, the port always written out; None for anything else."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
+    host = parts.hostname.rstrip(".").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _is_origins(value: Any) -> bool:
+    # Origins only: a path, query or credentials would suggest a narrower trust than is given.
+    return _is_strings(value) and all(
+        origin_of(item) is not None and urlsplit(item.strip()).path in ("", "/") and not urlsplit(item).query
+        for item in value
+    )
+
+
 _APP_STRINGS = ("name", "provider_id", "client_id", "secret", "key")
 
 
@@ -235,6 +260,15 @@ SETTINGS: dict[str, Setting] = {
         Setting("TRAKT_TASK_QUEUE", "django_trakt.E126", "a string (a queue name)", _is_str, "default"),
         _number("TRAKT_REFRESH_RATE", "django_trakt.E127", 20.0),
         _number("TRAKT_TASK_RETRIES", "django_trakt.E128", 3, integer=True),
+        # Development only: honoured with DEBUG on, refused by check E005 under --deploy.
+        Setting(
+            "TRAKT_DEVELOPMENT_IMAGE_ORIGINS",
+            "django_trakt.E129",
+            "a list or tuple of origins (scheme://host:port, no path)",
+            _is_origins,
+            (),
+            example='["http://127.0.0.1:8765"] (the local Trakt; DEBUG only)',
+        ),
     )
 }
 """Every ``TRAKT_*`` setting the app reads."""
@@ -483,6 +517,19 @@ class TraktSettings:
 
             return import_string(resolver)
         return resolver
+
+    @property
+    def DEVELOPMENT_IMAGE_ORIGINS(self) -> frozenset[str]:
+        """``TRAKT_DEVELOPMENT_IMAGE_ORIGINS`` as ``scheme://host:port``: empty unless ``DEBUG``.
+
+        The local Trakt serves images over plain http on loopback, which the image fetch
+        refuses everywhere else. Only a development site (DEBUG) trusts these origins;
+        check E005 refuses the setting under ``check --deploy``.
+        """
+        if not settings.DEBUG:
+            return frozenset()
+        origins = (origin_of(origin) for origin in self._setting("TRAKT_DEVELOPMENT_IMAGE_ORIGINS"))
+        return frozenset(origin for origin in origins if origin)
 
     # -- linking by code (README "Linking by code") -----------------------------------------
 

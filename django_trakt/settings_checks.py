@@ -99,7 +99,7 @@ def _problems(setting: Setting, where: str, value: Any) -> list[checks.CheckMess
 
 @checks.register()
 def check_trakt_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """E101-E128: every ``TRAKT_*`` setting the app reads has the type (and range) it must have."""
+    """E101-E129: every ``TRAKT_*`` setting the app reads has the type (and range) it must have."""
     return [
         message
         for name, setting in SETTINGS.items()

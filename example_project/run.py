@@ -124,7 +124,10 @@ def main() -> int:
                 "--redirect-uri", f"http://127.0.0.1:{port}{callback}",
                 "--redirect-uri", f"http://localhost:{port}{callback}",
                 "--demo-user", "demo",
-            ]
+            ],
+            # Its "listening on" lines would repeat the address printed below; its errors
+            # (stderr) still reach the terminal.
+            stdout=subprocess.DEVNULL,
         )  # fmt: skip
         if not wait_listening(local_trakt, int(LOCAL_TRAKT_PORT)):
             # Its own error (if any) is already on the terminal above this line.
@@ -135,6 +138,13 @@ def main() -> int:
             return 1
         os.environ["LOCAL_TRAKT_URL"] = f"http://127.0.0.1:{LOCAL_TRAKT_PORT}"
         print(f"Local Trakt on http://127.0.0.1:{LOCAL_TRAKT_PORT} (approve as user 'demo')", flush=True)
+    if not os.environ.get("TRAKT_TOKEN_KEYS"):
+        # example/settings.py silences it on the same condition; runserver only counts it.
+        print(
+            "Silenced check django_trakt.W001 (TRAKT_TOKEN_KEYS is unset): the example encrypts the stored "
+            "tokens with a key derived from SECRET_KEY. Set TRAKT_TOKEN_KEYS to use keys of your own.",
+            flush=True,
+        )
     print(f"Example site on http://{SITE}/", flush=True)
     try:
         return subprocess.run([*manage, "runserver", SITE]).returncode

@@ -192,6 +192,25 @@ def test_change_page_is_read_only_without_token_or_delete(admin_client, links):
     assert reverse("admin:socialaccount_socialaccount_change", args=[token.account_id]) in html
 
 
+@pytest.mark.parametrize(
+    ("state", "status", "advice"),
+    [
+        ("later", "active", "Nothing: the link works."),
+        ("expired", "active", "check that refresh_trakt_tokens runs (hourly)"),
+        ("later", "needs_reauth", "the user must sign in with Trakt again"),
+        ("later", "revoked", "The link was revoked"),
+        ("later", "unreadable", "Put the key that encrypted it back"),
+        ("later", "corrupted", "no key can bring it back"),
+    ],
+)
+def test_change_page_says_what_to_do_in_every_state(admin_client, links, state, status, advice):
+    token = links[state]
+    TraktToken.objects.filter(pk=token.pk).update(status=status)
+    html = admin_client.get(change_url(token)).content.decode()
+    cell = re.search(r'<div class="readonly">(.*?)</div>', html.split("What to do", 1)[1], flags=re.S)
+    assert cell and advice in cell.group(1), html.split("What to do", 1)[1][:400]
+
+
 def test_no_add_form_and_no_plain_delete(admin_client, links):
     token = links["week"]
     assert admin_client.get(reverse("admin:django_trakt_trakttoken_add")).status_code == 403

@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ import pytest
 
 from django_trakt.testing import TraktEmulator
 from django_trakt.testing.demo import DEMO_WATCHLIST, seed_demo_user
+from django_trakt.testing.images import avatar_png
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
@@ -94,11 +96,12 @@ def example_settings() -> Any:
 
 
 @pytest.fixture(scope="module")
-def artifacts() -> Path:
+def artifacts() -> Iterator[Path]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
-    return ARTIFACTS
+    yield ARTIFACTS
+    print(f"\nScreenshots of every page: {ARTIFACTS}")  # shown with -s, and in the log of a failure
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +231,33 @@ class Visitor:
             "request", lambda request: self.requests.append((request.method, request.resource_type, request.url))
         )
 
-    def screenshot(self, name: str) -> None:
+    def screenshot(self, name: str, *, styled: bool = True) -> None:
+        """A full-page screenshot; ``styled``: the page is one of the site's, in its look."""
+        if styled:
+            self.assert_styled()
         self.page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
+
+    def assert_styled(self) -> None:
+        """The site's stylesheet applies: its page colour, its header, and no browser-default button."""
+        look = self.page.evaluate(
+            """() => ({
+                page: getComputedStyle(document.body).backgroundColor,
+                header: !!document.querySelector("header.site-header"),
+                plain: Array.from(document.querySelectorAll("main button, main a.button"))
+                    .filter((button) => button.offsetParent !== null)
+                    .filter((button) => ["rgb(239, 239, 239)", "rgb(240, 240, 240)", "rgba(0, 0, 0, 0)"]
+                        .includes(getComputedStyle(button).backgroundColor)
+                        && !button.classList.contains("link"))
+                    .map((button) => button.outerHTML.slice(0, 120)),
+                plainInputs: Array.from(document.querySelectorAll(
+                    "main input[type=text], main input[type=email], main input[type=password]"))
+                    .filter((input) => getComputedStyle(input).borderTopStyle === "inset")
+                    .map((input) => input.outerHTML.slice(0, 120)),
+            })"""
+        )
+        assert look["plainInputs"] == [], (self.page.url, look["plainInputs"])
+        assert look["page"] == "rgb(245, 245, 247)" and look["header"], (self.page.url, look)
+        assert look["plain"] == [], (self.page.url, look["plain"])
 
     def assert_images_self_hosted(self) -> list[dict[str, Any]]:
         """Every ``<img>`` on the page comes from the site itself and has loaded."""
@@ -244,6 +272,12 @@ class Visitor:
             assert not any(host in image["src"] for host in FORBIDDEN_IMAGE_HOSTS), image
             assert image["width"] > 0, f"image did not load: {image}"
         return found
+
+    def fetch(self, url: str) -> bytes:
+        """The body the site serves at ``url``, fetched with this visitor's cookies; must be a 200."""
+        response = self.context.request.get(url)
+        assert response.status == 200, (url, response.status)
+        return response.body()
 
     def assert_only_consent_pages_from_trakt(self) -> None:
         """The browser met the local Trakt only on its consent page: no image, script or API call."""
@@ -273,7 +307,7 @@ def visitor_factory(request, browser, example_site: str, local_trakt, artifacts:
     for number, visitor in enumerate(visitors, 1):
         if request.session.testsfailed > failed_before:  # the page as the failure left it
             with contextlib.suppress(Exception):
-                visitor.screenshot(f"failed-{request.node.name}-{number}")
+                visitor.screenshot(f"failed-{request.node.name}-{number}", styled=False)
         visitor.close()
 
 
@@ -291,7 +325,7 @@ def sign_in_with_trakt(visitor: Visitor, home_shot: str, consent_shot: str) -> A
     assert page.get_by_role("button", name="Approve").is_visible()
     assert page.get_by_role("button", name="Deny").is_visible()
     assert page.get_by_label("Sign in as").input_value() == DEMO_USER
-    visitor.screenshot(consent_shot)
+    visitor.screenshot(consent_shot, styled=False)  # the local Trakt's page
     return page
 
 
@@ -325,17 +359,30 @@ def test_new_visitor_signs_up_sees_profile_and_disconnects(visitor_factory, loca
             assert any(item["title"] in text for text in listed), (item["title"], listed)
     avatar = page.locator("img.trakt-avatar")
     assert avatar.count() == 1
-    (avatar_image,) = (image for image in visitor.assert_images_self_hosted() if "trakt-avatar" in image["cls"])
+    shown = visitor.assert_images_self_hosted()
+    (avatar_image,) = (image for image in shown if "trakt-avatar" in image["cls"])
     assert avatar_image["alt"] == DEMO_USER
-    # Loopback http avatars are refused by the guarded fetch: the site shows its default
-    # avatar, served by the site itself either way.
-    assert re.search(r"/(trakt/avatar/\d+/|static/django_trakt/default-avatar)", avatar_image["src"]), avatar_image
+    # The example trusts its local Trakt's images (TRAKT_DEVELOPMENT_IMAGE_ORIGINS, DEBUG):
+    # the avatar and the posters are the local Trakt's PNGs, fetched, stored and served by
+    # the site's image views, not its default images.
+    assert re.search(r"/trakt/avatar/\d+/", avatar_image["src"]), avatar_image
+    assert visitor.fetch(avatar_image["src"]) == avatar_png(DEMO_USER)
+    posters = [image for image in shown if "trakt-poster" in image["cls"]]
+    assert posters, shown
+    assert all("/trakt/poster/" in image["src"] for image in posters), posters
+    poster = visitor.fetch(posters[0]["src"])
+    assert poster.startswith(b"\x89PNG") and poster != visitor.fetch("/static/django_trakt/default-poster.png")
+    assert struct.unpack(">II", poster[16:24]) == (40, 60)  # the local Trakt's 2:3 poster PNG (IHDR)
     visitor.screenshot("04-profile")
 
     # Disconnect on allauth's connections page: a social-only account has no password,
     # so allauth refuses to remove its last way in, and the example's page says why ...
     page.get_by_role("link", name="Connections", exact=True).click()
     page.wait_for_url("**/accounts/3rdparty/")
+    with page.expect_navigation():  # nothing ticked: the page says what to do
+        page.get_by_role("button", name="Remove").click()
+    assert page.get_by_role("alert").get_by_text("Tick the account to remove, then press Remove.").is_visible()
+    visitor.screenshot("05a-remove-nothing-ticked")
     page.get_by_role("radio", name=DEMO_USER).check()
     visitor.screenshot("05-connections")
     with page.expect_navigation() as refused:
@@ -358,6 +405,13 @@ def test_new_visitor_signs_up_sees_profile_and_disconnects(visitor_factory, loca
     page.wait_for_url(lambda url: "/accounts/password/set/" not in url)
     assert page.get_by_text("Password successfully set.").is_visible()
     visitor.screenshot("08-password-set")
+    for path, heading, shot in (
+        ("/accounts/email/", "Email Addresses", "08a-email"),
+        ("/accounts/password/change/", "Change Password", "08b-password-change"),
+    ):
+        page.goto(path)
+        assert page.get_by_role("heading", name=heading).is_visible()
+        visitor.screenshot(shot)
 
     page.get_by_role("link", name="Connections", exact=True).click()
     page.wait_for_url("**/accounts/3rdparty/")
@@ -391,12 +445,32 @@ def test_new_visitor_signs_up_sees_profile_and_disconnects(visitor_factory, loca
     assert page.get_by_role("link", name="Profile").is_visible()
     visitor.screenshot("09b-device-pending")
 
+    page.goto("/accounts/logout/")  # allauth's confirmation page
+    assert page.get_by_role("heading", name="Sign Out").is_visible()
+    visitor.screenshot("09c-sign-out-confirm")
     page.goto("/profile/")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{visitor.site_url}/")
     assert page.get_by_role("button", name="Sign in with Trakt").is_visible()
     visitor.screenshot("10-signed-out")
+
+    # The pages a visitor meets when something is off, each with a way on.
+    page.goto("/accounts/login/")
+    assert page.get_by_role("heading", name="Sign In").is_visible()
+    visitor.screenshot("10a-sign-in")
+    response = page.goto("/no-such-page/")
+    assert response is not None and response.status == 404
+    assert page.get_by_role("heading", name="This page does not exist").is_visible()
+    assert page.get_by_role("link", name="Go to the home page").is_visible()
+    visitor.screenshot("10b-not-found")
+    response = page.goto(f"{CALLBACK_PATH}?code=forged&state=forged")
+    assert response is not None and response.status == 401
+    assert page.get_by_role("heading", name="Third-Party Login Failure").is_visible()
+    assert page.get_by_role("button", name="Sign in with Trakt again").is_visible()
+    visitor.screenshot("10c-sign-in-failed")
     visitor.assert_only_consent_pages_from_trakt()
+    # The browser asked for a favicon on the way, and the site had one.
+    assert "Not Found: /favicon.ico" not in (visitor.artifacts / "example-site.log").read_text()
 
 
 def test_visitor_who_denies_consent_sees_a_friendly_error(visitor_factory, local_trakt):
@@ -432,14 +506,14 @@ def test_admin_signs_in_with_the_demo_admin(visitor_factory):
     page.wait_for_url("**/admin/login/?next=/admin/")
     page.locator("input[name=username]").fill(USERNAME)
     page.locator("input[name=password]").fill(PASSWORD)
-    visitor.screenshot("14-admin-login")
+    visitor.screenshot("14-admin-login", styled=False)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{visitor.site_url}/admin/")
     assert page.get_by_role("heading", name="Site administration").is_visible()
-    visitor.screenshot("15-admin-index")
+    visitor.screenshot("15-admin-index", styled=False)
     page.get_by_role("link", name="Trakt tokens").click()
     page.wait_for_url("**/admin/django_trakt/trakttoken/")
-    visitor.screenshot("16-admin-trakt-tokens")
+    visitor.screenshot("16-admin-trakt-tokens", styled=False)
 
 
 def test_demo_user_signs_in_again_after_a_restart(browser, artifacts: Path, tmp_path_factory):
@@ -476,7 +550,7 @@ def test_demo_user_signs_in_again_after_a_restart(browser, artifacts: Path, tmp_
                 visitor.assert_only_consent_pages_from_trakt()
             except Exception:
                 with contextlib.suppress(Exception):
-                    visitor.screenshot(f"failed-restart-{start}")
+                    visitor.screenshot(f"failed-restart-{start}", styled=False)
                 raise
             finally:
                 visitor.close()

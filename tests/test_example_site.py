@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -122,6 +123,65 @@ def test_connections_page_says_why_the_last_login_cannot_be_removed(trakt, site)
     html = response.content.decode()
     assert 'id="connections-errors"' in html and "Your account has no password set up." in html
     assert SocialAccount.objects.filter(pk=account.pk).exists()
+
+
+def test_connections_page_says_to_tick_an_account_when_none_is(member, site):
+    response = site.post("/accounts/3rdparty/", {})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="connections-errors"' in html and "Tick the account to remove, then press Remove." in html
+    assert SocialAccount.objects.filter(user=member[0]).exists()
+
+
+def test_allauth_pages_use_the_example_look_through_allauths_elements(member, site):
+    html = site.get("/accounts/3rdparty/").content.decode()
+    assert '<link rel="stylesheet" href="/static/example/site.css">' in html
+    assert '<nav class="manage-nav" aria-label="Account">' in html  # allauth/layouts/manage.html
+    assert re.search(r'<button class="button danger" type="submit">\s*Remove\s*</button>', html)  # elements/button
+    assert '<div class="field choice">' in html  # allauth/elements/field.html
+    assert '<span class="badge socialaccount trakt">' in html  # allauth/elements/badge.html
+    site.post("/accounts/logout/")
+    signup = site.get("/accounts/signup/").content.decode()
+    assert '<form class="form" method="post"' in signup and '<div class="field">' in signup  # form, fields
+
+
+def test_a_failed_trakt_sign_in_offers_a_next_step(trakt, site):
+    # A callback nobody started (a forged or replayed state): allauth's failure page.
+    response = site.get("/accounts/trakt/login/callback/", {"code": "forged", "state": "forged"})
+    assert response.status_code == 401  # allauth's status for it
+    html = response.content.decode()
+    assert "Third-Party Login Failure" in html and "Nothing was changed on your account." in html
+    assert ">Sign in with Trakt again</button>" in html and 'href="/">Back to the home page</a>' in html
+
+
+def test_unknown_page_is_the_sites_404_with_debug_on_too(site, settings):
+    settings.DEBUG = True
+    settings.MIDDLEWARE = ["example.middleware.NotFoundPageMiddleware", *settings.MIDDLEWARE]
+    response = site.get("/no-such-page/")
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "This page does not exist" in html and 'href="/">Go to the home page</a>' in html
+    assert "Using the URLconf defined in" not in html  # not Django's debug page
+    # APPEND_SLASH still redirects before anything is called missing.
+    assert site.get("/profile").status_code == 301
+
+
+def test_error_pages_without_debug(site, rf):
+    from django.views.defaults import server_error
+
+    response = site.get("/no-such-page/")
+    assert response.status_code == 404 and "This page does not exist" in response.content.decode()
+    failed = server_error(rf.get("/"))
+    assert failed.status_code == 500
+    assert "Something went wrong on our side" in failed.content.decode() and 'href="/">Go to the home page' in (
+        failed.content.decode()
+    )
+
+
+def test_favicon_is_never_a_404(site):
+    response = site.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/example/favicon.svg"
+    assert (EXAMPLE / "example" / "static" / "example" / "favicon.svg").read_text().startswith("<svg")
 
 
 def test_messages_show_on_the_example_pages(member, site):

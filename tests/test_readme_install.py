@@ -183,8 +183,23 @@ def test_readme_installation_gives_a_working_site(tmp_path):
 
     # Every variable the settings read is one the shell steps export.
     exported = {name for line in shell_lines if line.startswith("export ") for name in re.findall(r"(\w+)=", line)}
-    settings_read = set(re.findall(r'os\.environ\["(\w+)"\]', "".join(b for _, m, b in blocks if m == "append")))
+    settings_text = "".join(b for _, m, b in blocks if m == "append")
+    settings_read = set(re.findall(r'os\.environ(?:\.get\(|\[)"(\w+)"', settings_text))
     assert settings_read and settings_read <= exported, (settings_read, exported)
+    # Read with .get: a new shell without the exports gets the checks' words, not a KeyError.
+    assert "os.environ[" not in settings_text
+    unexported = {key: value for key, value in env.items() if key not in exported}
+    bare = subprocess.run(
+        [sys.executable, "manage.py", "migrate"],
+        cwd=project,
+        env=unexported,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert bare.returncode != 0 and "Traceback" not in bare.stderr, bare.stdout + bare.stderr
+    for words in ("django_trakt.E001", "django_trakt.E002", "export TRAKT_CLIENT_ID and TRAKT_CLIENT_SECRET"):
+        assert words in bare.stderr, bare.stderr
 
     check = run([sys.executable, "manage.py", "check"], project, env)
     print(check.stdout, check.stderr)

@@ -86,6 +86,11 @@ OTHERS = {
         [5, "tests.test_settings_checks.no_such_resolver", "no_dots", "tests.test_settings_checks.NOT_CALLABLE"],
         ["tests.test_settings_checks.fake_dns", fake_dns],
     ),
+    "TRAKT_DEVELOPMENT_IMAGE_ORIGINS": (
+        "django_trakt.E129",
+        ["http://127.0.0.1:8765", ["127.0.0.1:8765"], ["http://127.0.0.1:8765/images"], ["ftp://h"], [5]],
+        [["http://127.0.0.1:8765"], ("http://localhost:8765/",), []],
+    ),
 }
 
 # Keys of SOCIALACCOUNT_PROVIDERS["trakt"]: (id, wrong values, right values).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from allauth.socialaccount.models import SocialApp
 from django.conf import settings
@@ -117,7 +119,7 @@ def test_credentials_check_errors_when_neither_settings_nor_database_have_app():
     with override_settings(SOCIALACCOUNT_PROVIDERS=providers()):
         messages = checks.check_trakt_app_credentials(databases=DB)
     assert ids(messages) == ["django_trakt.E002"]
-    assert "trakt_redirect_uri" in messages[0].hint and 'os.environ["TRAKT_CLIENT_SECRET"]' in messages[0].hint
+    assert "trakt_redirect_uri" in messages[0].hint and 'os.environ.get("TRAKT_CLIENT_SECRET", "")' in messages[0].hint
 
 
 @pytest.mark.django_db
@@ -141,9 +143,23 @@ def test_credentials_check_does_not_touch_database_unless_allowed():
         assert checks.check_trakt_app_credentials(databases=None) == []
 
 
-def test_credentials_check_quiet_in_debug():
+def test_credentials_check_quiet_in_debug_without_the_database():
     with override_settings(DEBUG=True, SOCIALACCOUNT_PROVIDERS=providers(APP={"client_id": "id"})):
-        assert checks.check_trakt_app_credentials(databases=DB) == []
+        assert checks.check_trakt_app_credentials() == []
+
+
+def test_credentials_check_names_unset_environment_in_debug_with_the_database(monkeypatch):
+    # The README's settings read os.environ.get(...): a shell without the exports gets empty
+    # credentials, and `migrate` (which gives the checks the database) says so, in development too.
+    monkeypatch.delenv("TRAKT_CLIENT_ID", raising=False)
+    app = {"client_id": os.environ.get("TRAKT_CLIENT_ID", ""), "secret": "sekrit-value-123"}
+    with override_settings(DEBUG=True, SOCIALACCOUNT_PROVIDERS=providers(APP=app)):
+        (error,) = checks.check_trakt_app_credentials(databases=DB)
+    assert error.id == "django_trakt.E002"
+    assert error.msg.startswith('SOCIALACCOUNT_PROVIDERS["trakt"]["APP"] has no client_id')
+    assert "export TRAKT_CLIENT_ID and TRAKT_CLIENT_SECRET" in error.hint
+    assert "https://developer.trakt.tv" in error.hint
+    assert "sekrit-value-123" not in error.msg + error.hint
 
 
 @pytest.mark.django_db
@@ -165,7 +181,7 @@ def test_secret_check_warns_about_secret_in_database_row():
     assert ids(messages) == ["django_trakt.W005"]
     assert "SocialApp 'Trakt'" in messages[0].msg
     assert "db-secret" not in messages[0].msg and "db-secret" not in messages[0].hint
-    assert 'os.environ["TRAKT_CLIENT_SECRET"]' in messages[0].hint
+    assert 'os.environ.get("TRAKT_CLIENT_SECRET", "")' in messages[0].hint
     assert "delete the SocialApp row" in messages[0].hint
 
 

@@ -13,6 +13,9 @@ DNS answer that changes after the check (DNS rebinding) cannot move it. Every re
 is checked and pinned again; one overall timeout, a size cap, and the bytes must be a
 PNG, JPEG, GIF or WebP (by their magic bytes, whatever the ``Content-Type`` says).
 Anything else is an :class:`ImageRefused`, and the caller shows the default image.
+One exception, for development only: with ``DEBUG`` on, the origins named in
+``TRAKT_DEVELOPMENT_IMAGE_ORIGINS`` (the local Trakt) may be plain http on loopback
+(:func:`development_origin`); check E005 refuses that setting under ``check --deploy``.
 
 Storage names are content-addressed by the *source URL* (``<prefix>/<kind>/<sha256>``),
 so "fetch again when the avatar URL changes" is an existence check, with no model.
@@ -49,7 +52,7 @@ from urllib3 import PoolManager
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import LocationValueError
 
-from django_trakt.conf import trakt_settings
+from django_trakt.conf import origin_of, trakt_settings
 from django_trakt.core import dispatch
 from django_trakt.core.cache import cache_call
 from django_trakt.exceptions import ImageRefused
@@ -101,10 +104,32 @@ def normalize_source(url: Any) -> str | None:
         return None
     url = url.strip()
     if url.startswith("//"):
-        return "https:" + url
+        return _with_scheme(url[2:])
     if "://" not in url:
-        return "https://" + url
+        return _with_scheme(url)
     return url
+
+
+def _with_scheme(url: str) -> str:
+    # https, as Trakt serves its images; plain http only on a trusted development origin
+    # (the local Trakt sends scheme-less poster URLs as Trakt does, but serves plain http).
+    plain = "http://" + url
+    return plain if development_origin(plain) else "https://" + url
+
+
+def development_origin(url: str) -> str | None:
+    """The origin of ``url`` if ``TRAKT_DEVELOPMENT_IMAGE_ORIGINS`` trusts it (only with DEBUG); else None.
+
+    Such a URL (the local Trakt's images) may be plain http on any port, and its host may
+    resolve to loopback or private addresses. Every other URL gets the rules below.
+    """
+    trusted = trakt_settings.DEVELOPMENT_IMAGE_ORIGINS
+    origin = origin_of(url) if trusted else None
+    return origin if origin in trusted else None
+
+
+def _development_host(host: str) -> bool:
+    return any(urlsplit(origin).hostname == host.lower() for origin in trakt_settings.DEVELOPMENT_IMAGE_ORIGINS)
 
 
 def host_allowed(host: str | None) -> bool:
@@ -122,7 +147,12 @@ def host_allowed(host: str | None) -> bool:
 
 
 def check_url(url: str) -> str:
-    """The URL's host if it may be fetched (https, default port, no credentials, allowed host)."""
+    """The URL's host if it may be fetched (https, default port, no credentials, allowed host).
+
+    A URL on a trusted development origin (:func:`development_origin`) passes as it is.
+    """
+    if development_origin(url):
+        return (urlsplit(url).hostname or "").rstrip(".")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -294,9 +324,11 @@ def check_addresses(host: str) -> list[str]:
     if not answers:
         raise ImageRefused(f"image host {host!r} has no address")
     addresses: list[str] = []
+    # A trusted development origin's host (the local Trakt, DEBUG only) may be loopback or private.
+    development = _development_host(host)
     for answer in answers:
         parsed = _parse_address(answer)
-        if parsed is None or not is_public_address(parsed):
+        if parsed is None or not (development or is_public_address(parsed)):
             raise ImageRefused(f"image host {host!r} resolves to a non-public address")
         address = _connect_address(parsed)
         if address not in addresses:

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost after security: it sees the final answer (APPEND_SLASH's redirect included).
+    "example.middleware.NotFoundPageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,8 +123,12 @@ else:
 
 # Trakt forbids hotlinking its images: avatars and posters are fetched once and kept in
 # the default storage (a local folder here; S3 or any storage backend works unchanged).
-# Against the local Trakt (http, loopback) nothing is fetched: the default images show.
+# The local Trakt serves its images over plain http on loopback, which the guarded fetch
+# refuses; this development-only setting trusts that one origin while DEBUG is on
+# (`check --deploy` refuses it: django_trakt.E005). Against the real Trakt it is unset.
 MEDIA_ROOT = BASE_DIR / "media"
+if not USES_REAL_TRAKT:
+    TRAKT_DEVELOPMENT_IMAGE_ORIGINS = [LOCAL_TRAKT_URL]
 TRAKT_WATCHLIST_TTL = 300
 
 LOGGING = {

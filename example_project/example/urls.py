@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from example import views
 
@@ -13,4 +15,6 @@ urlpatterns = [
     path("_allauth/", include("django_trakt.headless_urls")),
     path("_allauth/", include("allauth.headless.urls")),
     path("admin/", admin.site.urls),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin's): never a 404.
+    path("favicon.ico", RedirectView.as_view(url=static("example/favicon.svg"), permanent=True)),
 ]
