@@ -336,3 +336,102 @@ def test_e006_without_the_adapter():
     with override_settings(ACCOUNT_ADAPTER="allauth.account.adapter.DefaultAccountAdapter"):
         assert [message.id for message in checks.check_account_adapter()] == ["django_trakt.E006"]
     assert settings.ACCOUNT_ADAPTER.endswith("TraktAccountAdapter")
+
+
+# -- the same through allauth's headless API (browser client) -------------------------------
+
+API = "/_allauth/browser/v1"
+FRONTEND = "https://app.example.com"
+
+
+@pytest.fixture
+def headless(request):
+    verification = request.param
+    with (
+        override_settings(
+            INSTALLED_APPS=[*settings.INSTALLED_APPS, "allauth.headless"],
+            HEADLESS_ONLY=True,
+            HEADLESS_FRONTEND_URLS={
+                "account_confirm_email": f"{FRONTEND}/account/verify-email/{{key}}",
+                "account_reset_password_from_key": f"{FRONTEND}/account/password/reset/key/{{key}}",
+                "account_signup": f"{FRONTEND}/account/signup",
+                "socialaccount_login_error": f"{FRONTEND}/account/provider/callback",
+            },
+            CSRF_TRUSTED_ORIGINS=[FRONTEND],
+            ACCOUNT_EMAIL_VERIFICATION=verification,
+            ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED=True,
+            ACCOUNT_LOGIN_BY_CODE_ENABLED=True,
+        ),
+        override_settings(ROOT_URLCONF=urlconf_for_current_settings(headless=True)),
+    ):
+        yield verification
+
+
+def headless_signup(client: Client, trakt, username: str, email: str):
+    start = client.post(
+        f"{API}/auth/provider/redirect",
+        {"provider": "trakt", "callback_url": f"{FRONTEND}/callback", "process": "login"},
+    )
+    assert start.status_code == 302, start.content
+    client.get(trakt.authorize(start["Location"], username=username))
+    return client.post(
+        f"{API}/auth/provider/signup", {"email": email, "username": "bob"}, content_type="application/json"
+    )
+
+
+def headless_user_id(client: Client):
+    answer = client.get(f"{API}/auth/session")
+    return answer.json()["data"]["user"]["id"] if answer.status_code == 200 else None
+
+
+def headless_reset_by_code(client: Client, email: str, *, confirm_first: bool) -> None:
+    mail.outbox.clear()
+    client.post(f"{API}/auth/password/request", {"email": email}, content_type="application/json")
+    code = mailed_code(only_mail_to(email))
+    if confirm_first:  # the SPA checks the code first (GET), then posts the password
+        assert client.get(f"{API}/auth/password/reset", headers={"X-Password-Reset-Key": code}).status_code == 200
+    done = client.post(
+        f"{API}/auth/password/reset", {"key": code, "password": NEW_PASSWORD}, content_type="application/json"
+    )
+    assert done.status_code in (200, 401), done.content
+
+
+def headless_login_by_code(client: Client, email: str) -> None:
+    mail.outbox.clear()
+    client.post(f"{API}/auth/code/request", {"email": email}, content_type="application/json")
+    done = client.post(
+        f"{API}/auth/code/confirm", {"code": mailed_code(only_mail_to(email))}, content_type="application/json"
+    )
+    assert done.status_code == 200, done.content
+
+
+@pytest.mark.parametrize("headless", ["optional", "mandatory"], indirect=True)
+@pytest.mark.parametrize("claim", ["reset, code checked first", "reset, code with the password", "login by code"])
+def test_headless_code_flows_of_the_owner_are_claims(trakt, headless, claim):
+    trakt.add_user("Mallory")
+    attacker = Client()
+    headless_signup(attacker, trakt, "Mallory", VICTIM)
+    user = User.objects.get(username="bob")
+    tokens = live_tokens_of(user)
+    assert headless_user_id(attacker) == (user.pk if headless == "optional" else None)
+
+    victim = Client()
+    if claim == "login by code":
+        headless_login_by_code(victim, VICTIM)
+        assert headless_user_id(victim) == user.pk
+    else:
+        headless_reset_by_code(victim, VICTIM, confirm_first=claim.endswith("first"))
+        # The password the owner just set is theirs: the claim left it alone.
+        assert Client().login(username="bob", password=NEW_PASSWORD)
+
+    assert not SocialAccount.objects.filter(user=user).exists()
+    revoked = {request.json.get("token") for request in trakt.requests_to("/oauth/revoke")}
+    assert set(tokens) <= revoked
+    assert headless_user_id(attacker) is None
+    # The attacker's Trakt sign-in no longer reaches the account.
+    start = attacker.post(
+        f"{API}/auth/provider/redirect",
+        {"provider": "trakt", "callback_url": f"{FRONTEND}/callback", "process": "login"},
+    )
+    attacker.get(trakt.authorize(start["Location"], username="Mallory"))
+    assert headless_user_id(attacker) is None
