@@ -13,5 +13,5 @@ class DjangoTraktConfig(AppConfig):
         # installing the dispatcher that hands work to the site's queue
         # (django_trakt.core.dispatch); without a task backend it hands over nothing.
         from django_trakt import checks, settings_checks, tasks  # noqa: F401
-        from django_trakt.links import claims, receivers, revocation, social_tokens  # noqa: F401
+        from django_trakt.links import receivers, revocation, social_tokens, trust  # noqa: F401
         from django_trakt.pages import avatar_housekeeping  # noqa: F401

@@ -116,6 +116,34 @@ def check_development_image_origins(app_configs: Any = None, **kwargs: Any) -> l
     ]
 
 
+@checks.register(checks.Tags.security)
+def check_account_adapter(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E006: without the adapter's hook, a confirmation cannot be told from a claim."""
+    from allauth.account import app_settings as account_settings
+    from django.utils.module_loading import import_string
+
+    from django_trakt.account_adapter import TraktAccountAdapterMixin
+
+    try:
+        adapter = import_string(account_settings.ADAPTER)
+    except ImportError:
+        adapter = None
+    if isinstance(adapter, type) and issubclass(adapter, TraktAccountAdapterMixin):
+        return []
+    return [
+        checks.Error(
+            f"ACCOUNT_ADAPTER ({account_settings.ADAPTER}) does not include django-trakt's "
+            "TraktAccountAdapterMixin: the links' trust model cannot tell an address confirmed through "
+            "its confirmation mail from one verified by a password reset or login code, and takes every "
+            "confirmation of a signup address for a claim of the account (its links removed).",
+            hint='Set ACCOUNT_ADAPTER = "django_trakt.account_adapter.TraktAccountAdapter", or list '
+            "django_trakt.account_adapter.TraktAccountAdapterMixin first in your adapter's bases; "
+            "see docs/security.md.",
+            id="django_trakt.E006",
+        )
+    ]
+
+
 # -- the site's setup: the callback's scheme, the Trakt app's credentials, the secret, the Site --
 # W004, W005 and half of E002 are deployment checks (``manage.py check --deploy``), quiet
 # while DEBUG is on. What leaves the site unable to work at all (E002's missing app,

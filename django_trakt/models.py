@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -81,9 +82,6 @@ class TraktToken(models.Model):
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.ACTIVE)
     last_refreshed_at = models.DateTimeField(_("last refreshed at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
-    #: The account was created by this Trakt sign-in with an address nobody has confirmed:
-    #: until it is, the link is not trusted with the account (see django_trakt.links.claims).
-    email_unproven = models.BooleanField(_("signed up with an unconfirmed address"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -277,3 +275,33 @@ class PendingGrant(models.Model):
 
     def __str__(self) -> str:
         return f"Pending Trakt grant {self.pk} ({'revoked' if self.revoked_at else 'waiting'})"
+
+
+class UnprovenAccount(models.Model):
+    """An account whose signup address nobody has confirmed yet (see :mod:`django_trakt.links.trust`).
+
+    Trakt gives no email address, so the one typed at signup may be somebody else's. While
+    this row exists, no link of the account is trusted with it: the owner of ``email`` who
+    claims the account (a password reset, a code sent to that address) removes them all.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    #: The address typed at signup: only its owner's confirmation proves the account.
+    email = models.EmailField(_("address typed at signup"), max_length=254)
+    #: A keyed digest (never the hash itself) of the password the account had while
+    #: unproven: a claim makes that password unusable, not one its claimant just set.
+    password_digest = models.CharField(_("digest of the unproven password"), max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("account with an unconfirmed signup address")
+        verbose_name_plural = _("accounts with an unconfirmed signup address")
+
+    def __str__(self) -> str:
+        return f"Unproven account of user {self.user_id}"

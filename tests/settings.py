@@ -61,6 +61,8 @@ STATIC_URL = "/static/"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "optional"
+# Tells django-trakt which address confirmations come from the confirmation mail (E006).
+ACCOUNT_ADAPTER = "django_trakt.account_adapter.TraktAccountAdapter"
 SOCIALACCOUNT_STORE_TOKENS = False
 # A page that exists (Django's default "/accounts/profile/" is none: django_trakt.W010).
 LOGIN_REDIRECT_URL = "/accounts/email/"

@@ -26,7 +26,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.api.tokens import TRAKT_SCOPE, TRAKT_TOKEN_TYPE, TokenGrant
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.links import claims, crypto, pending
+from django_trakt.links import crypto, pending
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ def _store_on_connect(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> N
 
 
 @receiver(user_signed_up, dispatch_uid="django_trakt.store_on_signup")
-def _store_on_signup(sender: Any, sociallogin: SocialLogin | None = None, user: Any = None, **kwargs: Any) -> None:
-    token = store_token_for_login(sociallogin)
-    if token is not None and user is not None:
-        claims.mark_unproven_signup(user, token)
+def _store_on_signup(sender: Any, sociallogin: SocialLogin | None = None, **kwargs: Any) -> None:
+    # Whether the new account trusts this link is django_trakt.links.trust's, on the same signal.
+    store_token_for_login(sociallogin)

@@ -83,6 +83,8 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "home"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "optional"
+# Tells django-trakt which address confirmations come from the confirmation mail (E006).
+ACCOUNT_ADAPTER = "django_trakt.account_adapter.TraktAccountAdapter"
 SOCIALACCOUNT_STORE_TOKENS = False
 
 # --- Trakt -------------------------------------------------------------------------
