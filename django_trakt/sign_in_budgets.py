@@ -9,7 +9,7 @@ send bursts; a script must not be able to spend the app's limit by sending such 
 So every one of these calls is counted first, in the app's cache (``TRAKT_CACHE``, the
 family of the page budget: :func:`django_trakt.core.cache.count_in_window`), against two
 budgets: one per client (the signed-in user, or the client address, IPv6 grouped by
-allauth's ``ACCOUNT_RATE_LIMIT_IPV6_PREFIX`` as allauth's own rate limits group it) and
+allauth's ``ALLAUTH_RATE_LIMIT_IPV6_PREFIX`` as allauth's own rate limits group it) and
 one for the whole site (which many addresses cannot get around). A spent budget, or a
 cache that cannot count, means no call: the request gets a clear "try again in N seconds".
 
@@ -87,7 +87,7 @@ def client_address(request: HttpRequest) -> str:
 
     The address is allauth's (the account adapter's ``get_client_ip``: ``REMOTE_ADDR``, or
     ``X-Forwarded-For`` behind ``ALLAUTH_TRUSTED_PROXY_COUNT`` proxies). An IPv6 address is
-    reduced to its ``ACCOUNT_RATE_LIMIT_IPV6_PREFIX`` network (/64 by default), as allauth's
+    reduced to its ``ALLAUTH_RATE_LIMIT_IPV6_PREFIX`` network (/64 by default), as allauth's
     rate limits do (its helper for that is internal to allauth): one host holds a whole /64
     and would otherwise be a new client at every address. An IPv4-mapped address counts as
     its IPv4 address.
