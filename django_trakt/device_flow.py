@@ -11,14 +11,17 @@ a URL, a JSON answer, a cache key or a log line.
 Trakt bans apps that send it bursts, so neither flow ever turns clicks (or a script's
 requests) into one:
 
-* :func:`start` asks Trakt for at most ``TRAKT_DEVICE_START_LIMIT`` codes per budget (a
-  user, or for anonymous sign-ins a client address) per ``TRAKT_DEVICE_START_PERIOD``, one at
-  a time; beyond that it says how long to wait.
+* :func:`start` asks Trakt for at most ``TRAKT_DEVICE_START_LIMIT`` codes per client (a
+  user, or for anonymous sign-ins a client address, IPv6 by its /64) per
+  ``TRAKT_DEVICE_START_PERIOD``, one at a time, and the whole site for at most
+  ``sign_in_budgets.CODE_STARTS``; beyond that it says how long to wait.
 * :func:`poll` calls Trakt at most once per call, never before the interval Trakt asked
   for, and only while holding the code's lock, so that concurrent polls of one code (two
   tabs, a script) make at most one call per interval. The interval and the last answer are
   kept per code in the cache (``TRAKT_CACHE``), where every request sees them, and not only
   in the session, which concurrent requests each read before any of them writes it back.
+  Polls are budgeted per client and site-wide too (``sign_in_budgets.CODE_POLLS``): many
+  codes cannot add up to a burst.
 
 Without a working cache neither can be counted, so Trakt is asked nothing then.
 A Trakt approval the site does not keep is revoked at Trakt (:func:`revoke_unkept`), so no
@@ -44,6 +47,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_variables
 
+from django_trakt import sign_in_budgets
 from django_trakt.api import device, http, oauth
 from django_trakt.api.device import DeviceStatus
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
@@ -98,6 +102,7 @@ class PollStatus(enum.StrEnum):
     PENDING = "pending"  # waiting for the person to approve
     SLOW_DOWN = DeviceStatus.SLOW_DOWN.value  # Trakt asked us to poll less often
     UNAVAILABLE = "unavailable"  # Trakt did not answer; still trying
+    TOO_MANY = "too_many_requests"  # the poll budget is spent: Trakt was not asked; still waiting
     LINKED = "linked"  # done: the account is linked (the pages)
     AUTHENTICATED = "authenticated"  # done: allauth's login ran (headless: signed in, or its signup pending)
     # Final without a link:
@@ -159,8 +164,9 @@ class CodeFlow:
     session_key: str
     #: Who may poll it: a pending code of another owner in the session is dropped.
     owner: Callable[[HttpRequest], str]
-    #: The cache key of the start budget a start counts against.
-    starts_key: Callable[[HttpRequest], str]
+    #: Whom the budgets count a request against: the signed-in user (pages), the client
+    #: address (the headless sign-in, where nobody is signed in yet).
+    client: Callable[[HttpRequest], str]
     #: Trakt approved: finish with ``(request, app, answer, grant, pending)``.
     complete: Callable[[HttpRequest, Any, TokenAnswer, TokenGrant, dict[str, Any]], PollAnswer]
     #: For log lines.
@@ -276,10 +282,26 @@ def shared(pending: dict[str, Any]) -> PollAnswer | None:
     return None
 
 
+def _poll_wait_message(seconds: int) -> str:
+    return ngettext(
+        "Trakt has been asked about codes a lot just now; checking again in %(seconds)d second.",
+        "Trakt has been asked about codes a lot just now; checking again in %(seconds)d seconds.",
+        seconds,
+    ) % {"seconds": seconds}
+
+
 def _wait_message(seconds: int) -> str:
     return ngettext(
         "You have asked for several codes in a short time. Please wait %(seconds)d second and try again.",
         "You have asked for several codes in a short time. Please wait %(seconds)d seconds and try again.",
+        seconds,
+    ) % {"seconds": seconds}
+
+
+def _site_busy_message(seconds: int) -> str:
+    return ngettext(
+        "Many codes have been asked for on this site just now. Please wait %(seconds)d second and try again.",
+        "Many codes have been asked for on this site just now. Please wait %(seconds)d seconds and try again.",
         seconds,
     ) % {"seconds": seconds}
 
@@ -323,7 +345,7 @@ def start(request: HttpRequest, flow: CodeFlow, **extra: Any) -> Started:
     except TraktConfigurationError:
         logger.error("%s failed: no Trakt app is configured (see check django_trakt.E002)", flow.label)
         return Started(error=StartError.NOT_CONFIGURED, message=NOT_CONFIGURED)
-    budget = flow.starts_key(request)
+    budget = f"{CACHE_PREFIX}:starts:{flow.client(request)}"
     lock_key = budget + ":lock"
     ticket, locked = take_lock(lock_key, _lock_seconds())
     if locked is None:
@@ -338,6 +360,12 @@ def start(request: HttpRequest, flow: CodeFlow, **extra: Any) -> Started:
         if wait:
             logger.info("%s: over the start budget, not asking Trakt", flow.label)
             return Started(error=StartError.TOO_MANY, message=_wait_message(wait), retry_after=wait)
+        # Then the site's: many clients (one script, many addresses) must not add up to a burst.
+        site = sign_in_budgets.spend_site_wide(sign_in_budgets.CODE_STARTS)
+        if site.refused_by == "cache":
+            return Started(error=StartError.CACHE_DOWN, message=START_FAILED)
+        if not site.allowed:
+            return Started(error=StartError.TOO_MANY, message=_site_busy_message(site.wait), retry_after=site.wait)
         try:
             authorization = device.request_device_code(client_id=app.client_id)
         except TraktForbidden as err:
@@ -409,6 +437,16 @@ def poll(request: HttpRequest, flow: CodeFlow) -> PollAnswer:
             return finished
         if now < float(pending["next_poll_at"]):
             return _repeat(pending, now)
+        spent = sign_in_budgets.spend(sign_in_budgets.CODE_POLLS, flow.client(request))
+        if not spent.allowed:
+            # No call: the code is kept as it was and may be polled once the budget refills.
+            logger.info("%s: over the poll budget (%s), not asking Trakt", flow.label, spent.refused_by)
+            if spent.refused_by == "cache":
+                return PollAnswer(PollStatus.UNAVAILABLE, UNAVAILABLE, retry_in=5, interval=float(pending["interval"]))
+            wait = max(spent.wait, _retry_in(pending, now))
+            return PollAnswer(
+                PollStatus.TOO_MANY, _poll_wait_message(wait), retry_in=wait, interval=float(pending["interval"])
+            )
         # Claim this interval before asking, so that even a poll whose lock expired under
         # it (a hung request) cannot make a second call in it.
         pending["next_poll_at"] = now + float(pending["interval"])
@@ -485,10 +523,11 @@ def app_refused(app: Any, err: TraktForbidden) -> bool:
 
     Trakt deletes apps without OAuth sessions (trakt/trakt-api#691) and then answers every
     call with a 403; a Cloudflare block is a 403 too. Asking once with the app's credentials
-    alone (:func:`oauth.credentials_accepted`) tells them apart. The operator gets an ERROR
+    alone (:func:`sign_in_budgets.app_refused_by_trakt`, at most once a minute) tells them
+    apart. The operator gets an ERROR
     naming the cause; no secret or code is in it.
     """
-    if oauth.credentials_accepted(client_id=app.client_id, client_secret=app.secret) is not False:
+    if not sign_in_budgets.app_refused_by_trakt(app):
         return False
     logger.error(
         "Sign-in or linking by code stopped: %s %s", oauth.app_refused(err.status_code), "No link was changed."

@@ -53,7 +53,6 @@ from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.core import clock
 from django_trakt.device_flow import (
-    CACHE_PREFIX,
     LINK_FAILED,
     OTHER_USER,
     REAUTHENTICATE,
@@ -79,9 +78,9 @@ def _owner(request: HttpRequest) -> str:
     return str(request.user.pk)
 
 
-def _starts_key(request: HttpRequest) -> str:
-    # Per user: the pages are for signed-in users.
-    return f"{CACHE_PREFIX}:starts:{request.user.pk}"
+def _client(request: HttpRequest) -> str:
+    # Budgets per user: the pages are for signed-in users.
+    return str(request.user.pk)
 
 
 def _complete_connect(
@@ -92,7 +91,7 @@ def _complete_connect(
 
 #: Linking by code: the signed-in user's code, their start budget, a connect on approval.
 FLOW = CodeFlow(
-    session_key=SESSION_KEY, owner=_owner, starts_key=_starts_key, complete=_complete_connect, label="Linking by code"
+    session_key=SESSION_KEY, owner=_owner, client=_client, complete=_complete_connect, label="Linking by code"
 )
 
 

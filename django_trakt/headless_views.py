@@ -23,7 +23,6 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from allauth.account.adapter import get_adapter as get_account_adapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.headless import app_settings as headless_settings
 from allauth.headless.base.response import AuthenticationResponse, ConflictResponse
@@ -37,12 +36,12 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import device_flow
+from django_trakt import device_flow, sign_in_budgets
 from django_trakt.api import device
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.core import clock
-from django_trakt.device_flow import CACHE_PREFIX, LINK_FAILED, CodeFlow, PollAnswer, PollStatus, StartError
+from django_trakt.device_flow import LINK_FAILED, CodeFlow, PollAnswer, PollStatus, StartError
 from django_trakt.links import pending as pending_grants
 from django_trakt.models import TraktToken
 
@@ -73,11 +72,10 @@ def _owner(request: HttpRequest) -> str:
     return ""
 
 
-def _starts_key(request: HttpRequest) -> str:
-    # Nobody is signed in yet, and a script can open sessions at will: the start budget is
-    # per client address (allauth's rule for it, ALLAUTH_TRUSTED_PROXY_COUNT included).
-    address = get_account_adapter(request).get_client_ip(request)
-    return f"{CACHE_PREFIX}:starts:ip:{address}"
+def _client(request: HttpRequest) -> str:
+    # Nobody is signed in yet, and a script can open sessions at will: the budgets are per
+    # client address, as allauth counts it (ALLAUTH_TRUSTED_PROXY_COUNT, IPv6 by its /64).
+    return sign_in_budgets.client_of(request)
 
 
 class _Refused(Exception):
@@ -148,7 +146,7 @@ def _error_of(response: HttpResponse) -> str:
 FLOW = CodeFlow(
     session_key=SESSION_KEY,
     owner=_owner,
-    starts_key=_starts_key,
+    client=_client,
     complete=_complete_login,
     label="Signing in by code",
 )
@@ -243,6 +241,9 @@ class CodePollView(APIView):
         if request.user.is_authenticated:
             return ConflictResponse(request)
         outcome = device_flow.poll(request, FLOW)
+        if outcome.status is PollStatus.TOO_MANY:
+            # The poll budget is spent (Trakt was not asked): allauth's 429 code, the code kept.
+            return _error(request, HTTPStatus.TOO_MANY_REQUESTS, str(outcome.status), outcome.message, outcome.retry_in)
         if not outcome.final:
             # Not yet: 202 with when to ask again (pending, slow_down, or unavailable).
             return _answer(

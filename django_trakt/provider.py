@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import traceback
+from pathlib import Path
 from typing import Any, cast
 
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.core.ratelimit import respond_429
 from allauth.socialaccount.models import SocialLogin
 from allauth.socialaccount.providers.base import ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
@@ -13,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
+from django_trakt import sign_in_budgets
 from django_trakt.api import http, oauth
 from django_trakt.api.tokens import TokenAnswer
 from django_trakt.conf import PROVIDER_ID
@@ -37,7 +42,34 @@ TOKEN_REFUSED = _(
 )
 TOKEN_UNCHECKED = _("Trakt could not be asked who this access token belongs to. Please try again in a moment.")
 TOKEN_NOT_CONFIGURED = _("Signing in with a Trakt token is not configured on this site.")
+TOKEN_FAILED = _("This site could not check the token. Please try again later.")
 TOKEN_MALFORMED = _("The token must have a non-empty access_token and, if any, a refresh_token that is a string.")
+
+
+def failure_place(err: BaseException) -> str:
+    """An unexpected exception for a log line: its type and the innermost place it came from.
+
+    Never its message nor any frame's variables: either may hold the token being checked.
+    """
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return type(err).__name__
+    innermost = frames[-1]
+    return f"{type(err).__name__} in {innermost.name} ({Path(innermost.filename).name}:{innermost.lineno})"
+
+
+def _spend_token_check(request: HttpRequest) -> None:
+    """Count a token check against its budgets; when spent, allauth's 429 and no call to Trakt."""
+    verdict = sign_in_budgets.spend(sign_in_budgets.TOKEN_CHECKS, sign_in_budgets.client_of(request))
+    if verdict.allowed:
+        return
+    if verdict.refused_by == "cache":
+        # Nothing can be counted (the cache is down, logged): Trakt is not asked.
+        raise ValidationError(TOKEN_UNCHECKED, code="trakt_unavailable")
+    logger.info("Trakt token sign-in: over the %s budget of token checks, not asking Trakt", verdict.refused_by)
+    response = respond_429(request)
+    response["Retry-After"] = str(verdict.wait)
+    raise ImmediateHttpResponse(response)
 
 
 class TraktAccount(TraktProfile):
@@ -83,6 +115,15 @@ class TraktProvider(OAuth2Provider):
         Every refusal is a ``ValidationError``, which allauth answers with its 400 envelope
         (``param: "token"``); nothing is stored before allauth completes the login.
 
+        Nothing else leaves: allauth's frames above this one hold the app's token in plain
+        (its input's ``token``), and any other exception would show them on the ``DEBUG`` page
+        and in error reports, where ``sensitive_variables`` covers only our own frames. An
+        unexpected failure is logged (its type and where, never its message or variables)
+        and refused like the others. The one exception is the budget of token checks
+        (:mod:`django_trakt.sign_in_budgets`): once spent, allauth's 429 answers (allauth's
+        ``ImmediateHttpResponse``, which its middleware turns into that response) and Trakt
+        is not asked.
+
         The answer is read like a token endpoint's (``TraktOAuth2Adapter.parse_token``): sealed,
         expiry from ``created_at + expires_in`` when sent, and a refresh token only if the app
         sent one (without it the link cannot be refreshed: ``links.refresh`` flags it
@@ -90,6 +131,18 @@ class TraktProvider(OAuth2Provider):
         The grant is not noted as pending (``links.pending``): it is the app's own sign-in,
         which a revocation of an abandoned signup would end under the app's feet.
         """
+        try:
+            return self._verified_login(request, token)
+        except (ValidationError, ImmediateHttpResponse):
+            raise
+        except Exception as err:
+            logger.error("Trakt token sign-in failed unexpectedly: %s", failure_place(err))
+            # "from None": the failure's frames (a token among their variables) are not kept
+            # on the error that allauth's input holds.
+            raise ValidationError(TOKEN_FAILED, code="token_check_failed") from None
+
+    @sensitive_variables()
+    def _verified_login(self, request: HttpRequest, token: dict[str, Any]) -> SocialLogin:
         access_token = token.get("access_token")
         refresh_token = token.get("refresh_token")
         if (
@@ -105,14 +158,15 @@ class TraktProvider(OAuth2Provider):
         except TraktConfigurationError as err:
             logger.error("Trakt token sign-in refused: %s", err)
             raise ValidationError(TOKEN_NOT_CONFIGURED, code="not_configured") from err
+        _spend_token_check(request)
         try:
             profile = http.get_user_settings(app.client_id, access_token.strip())
         except (TraktUnauthorized, TraktInvalidGrant) as err:
             logger.info("Trakt token sign-in refused: Trakt did not accept the token (HTTP %s)", err.status_code)
             raise ValidationError(TOKEN_REFUSED, code="invalid_token") from err
         except TraktForbidden as err:
-            # A 403 is Cloudflare or Trakt refusing the site's app itself (#691): ask once.
-            if oauth.credentials_accepted(client_id=app.client_id, client_secret=app.secret) is False:
+            # A 403 is Cloudflare or Trakt refusing the site's app itself (#691): ask (once a minute).
+            if sign_in_budgets.app_refused_by_trakt(app):
                 logger.error("Trakt token sign-in refused: %s", oauth.app_refused(err.status_code))
                 raise ValidationError(TOKEN_NOT_CONFIGURED, code="not_configured") from err
             logger.warning("Trakt token sign-in: Trakt did not answer (HTTP %s)", err.status_code)

@@ -354,3 +354,20 @@ def test_refused_link_when_the_revoke_fails_still_answers_cleanly(client, member
     answer = poll(client)
     assert (answer["status"], answer["final"]) == ("other_user", True)
     assert len(fast.requests_to("/oauth/revoke")) == 1
+
+
+def test_the_pages_say_to_wait_when_the_poll_budget_is_spent(fast, clock, member, client):
+    """Polls are budgeted per user too (``sign_in_budgets.CODE_POLLS``): the page waits, the code is kept."""
+    from django_trakt.sign_in_budgets import CODE_POLLS
+
+    start_linking(client)
+    for _ in range(CODE_POLLS.per_client):
+        assert poll(client)["status"] == "pending"
+    answer = poll(client)
+    assert answer["status"] == "too_many_requests" and not answer["final"]
+    assert answer["retry_in"] > 0 and "checking again in" in answer["message"]
+    assert len(fast.requests_to(TOKEN_CALLS)) == CODE_POLLS.per_client
+    assert pending_code(client)["device_code"]  # kept: polled again once the budget refills
+    clock.advance(CODE_POLLS.period)
+    assert poll(client)["status"] == "pending"
+    assert len(fast.requests_to(TOKEN_CALLS)) == CODE_POLLS.per_client + 1

@@ -8,6 +8,7 @@ typed :class:`TraktMalformedResponse`.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from allauth.account.signals import user_signed_up
@@ -58,6 +59,35 @@ def test_expiry_unusable_created_at_counts_from_now(created_at):
 @pytest.mark.parametrize("expires_in", [1e20, -1e20, "inf", "1e300"])
 def test_expiry_out_of_range_lifetime_is_unknown(expires_in):
     assert parse(expires_in=expires_in, created_at=CREATED).expires_at is None
+
+
+# Beyond a float's range: ``float(10**400)`` raises OverflowError (a 500 where an app sent the
+# token, issue 21); a Decimal (a JSON parser's parse_float) and its NaNs the same.
+@pytest.mark.parametrize(
+    "expires_in",
+    [10**400, -(10**400), "9" * 400, Decimal("1e999"), Decimal("NaN"), Decimal("sNaN"), Decimal("-Infinity")],
+    ids=[
+        "int-400-digits",
+        "negative-int-400-digits",
+        "string-400-digits",
+        "decimal-1e999",
+        "decimal-nan",
+        "decimal-snan",
+        "decimal-minus-infinity",
+    ],
+)
+def test_expiry_number_beyond_a_float_is_unknown(expires_in):
+    assert parse(expires_in=expires_in, created_at=CREATED).expires_at is None
+
+
+@pytest.mark.parametrize("created_at", [10**400, Decimal("1e999"), Decimal("sNaN")])
+def test_expiry_created_at_beyond_a_float_counts_from_now(created_at):
+    assert close_to_now_plus(parse(expires_in=DAY, created_at=created_at).expires_at, DAY)
+
+
+def test_expiry_decimal_lifetime_is_used():
+    expected = dt.datetime(2023, 11, 15, 22, 13, 20, tzinfo=dt.UTC)
+    assert parse(expires_in=Decimal("86400.0"), created_at=Decimal(CREATED)).expires_at == expected
 
 
 def test_expiry_lifetime_past_year_9999_is_unknown():

@@ -1,4 +1,4 @@
-"""The app's cache (``TRAKT_CACHE``): calls that never fail, and short locks built on ``add``.
+"""The app's cache (``TRAKT_CACHE``): calls that never fail, short locks on ``add``, window counts.
 
 Watchlists, image failures, device-flow budgets and page budgets all live in the site's
 cache. A cache that is down must not turn a page into a 500, so every call goes through
@@ -8,12 +8,14 @@ cache. A cache that is down must not turn a page into a 500, so every call goes 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from typing import Any
 
 from django.core.cache import caches
 
 from django_trakt.conf import trakt_settings
+from django_trakt.core import clock
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +49,37 @@ def release_lock(key: str, ticket: str) -> None:
     """Release ``key`` if it is still ours: past its expiry it may be another holder's."""
     if cache_call("get", key) == ticket:
         cache_call("delete", key)
+
+
+def count_in_window(name: str, period: float) -> tuple[int, int] | None:
+    """Count one more event of ``name`` in the current window of ``period`` seconds.
+
+    Gives the count so far in this window (this one included) and the seconds until the
+    next window, or None when the cache cannot count (a caller then makes no call: an
+    uncounted call is what a budget exists to prevent).
+
+    A fixed window, numbered from :func:`clock.now`: the key names the window, so the
+    count restarts when the clock (real or a test's) enters the next one, whatever the
+    cache's own expiry does. Counted with ``add`` then ``incr``, both atomic in Django's
+    cache backends (not the database cache, whose ``incr`` is a read then a write):
+    requests in every process share it. At a window's edge up to twice a budget can pass
+    in one period. An event refused by its caller is counted too.
+    """
+    now = clock.now()
+    window = int(now // period)
+    key = f"{name}:{window}"
+    # Outlives its window in real time, so a count is never dropped while its window lasts.
+    seconds = math.ceil(period) + 60
+    if cache_call("add", key, 0, seconds) is None:
+        return None
+    count = cache_call("incr", key)
+    if count is None:
+        # ``incr`` raises ValueError for a key that is gone (evicted since the ``add``), and
+        # cache_call answers None for that as for an outage: start the count again, once.
+        added = cache_call("add", key, 1, seconds)
+        if added is None:
+            return None
+        count = 1 if added else cache_call("incr", key)  # not added: another request started it meanwhile
+    if not isinstance(count, int):
+        return None
+    return count, max(1, math.ceil((window + 1) * period - now))

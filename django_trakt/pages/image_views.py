@@ -53,7 +53,7 @@ def _respond(
     return response
 
 
-#: ``max-age`` of the default image standing in while a task worker fetches the real one.
+#: ``max-age`` of the default image standing in while a task worker (or another request) fetches the real one.
 PENDING_MAX_AGE = 10
 
 
@@ -77,8 +77,9 @@ def image_response(request: HttpRequest, source_url: str, kind: str) -> HttpResp
         logger.exception("Serving a Trakt %s image failed", kind)
         image = None
     if image is None:
-        # A worker is fetching it: the browser asks again soon instead of keeping the default.
-        pending = images.fetch_queued(source_url)
+        # A worker or another request is fetching it: the browser asks again soon instead of
+        # keeping the default.
+        pending = images.fetch_queued(source_url) or images.fetch_in_progress(source_url)
         return default_image_response(request, kind, max_age=PENDING_MAX_AGE if pending else None)
     modified = int(image.modified.timestamp()) if image.modified is not None else None
     return _respond(

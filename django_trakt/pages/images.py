@@ -17,6 +17,12 @@ One exception, for development only: with ``DEBUG`` on, the origins named in
 ``TRAKT_DEVELOPMENT_IMAGE_ORIGINS`` (the local Trakt) may be plain http on loopback
 (:func:`development_origin`); check E005 refuses that setting under ``check --deploy``.
 
+The timeout (``TRAKT_IMAGE_TIMEOUT``) is the whole fetch's, kept inside reads too
+(:class:`_Deadline`): a host that trickles a byte at a time, which would satisfy every
+per-read timeout, has its connection shut at the deadline. One fetch per source runs at
+a time (a short lock in the cache): the other requests for it meanwhile get the default
+image, briefly cached, as while a task worker fetches it.
+
 Storage names are content-addressed by the *source URL* (``<prefix>/<kind>/<sha256>``),
 so "fetch again when the avatar URL changes" is an existence check, with no model.
 
@@ -28,13 +34,16 @@ mark in the cache), which the task runs through :func:`store_image`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import ipaddress
 import logging
+import math
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -49,12 +58,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from urllib3 import PoolManager
-from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import LocationValueError
 
 from django_trakt.conf import origin_of, trakt_settings
 from django_trakt.core import dispatch
-from django_trakt.core.cache import cache_call
+from django_trakt.core.cache import cache_call, release_lock, take_lock
 from django_trakt.exceptions import ImageRefused
 from django_trakt.links.profile import TraktProfile
 
@@ -336,6 +346,100 @@ def check_addresses(host: str) -> list[str]:
     return addresses
 
 
+# -- the fetch's deadline, inside reads too ------------------------------------------------------
+
+
+class _Deadline:
+    """The deadline of one whole fetch, held while a read blocks: at the deadline, its connections are shut.
+
+    A socket timeout bounds each read, not their sum: a host sending a byte every few tenths
+    of a second (in its headers, its body or its TLS handshake) would keep one fetch alive
+    for as long as it likes. So every connection the fetch opens (:class:`_DeadlineHTTPSConnection`
+    finds the fetch's deadline in a context variable) is watched by a timer, which shuts
+    the socket at the deadline; whatever read was waiting then ends at once, and the fetch
+    is refused. Shutting is all the timer does: the fetch's own thread reads, fails and
+    closes as always.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._lock = threading.Lock()
+        self._connections: list[HTTPConnection] = []
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._context = _current_deadline.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _current_deadline.reset(self._context)
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.deadline
+
+    def watch(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            connections = list(self._connections)
+        for connection in connections:
+            _shut(connection)
+
+
+_current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "django_trakt_image_deadline", default=None
+)
+
+
+def _shut(connection: HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is None:
+        return
+    # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would tear down the
+    # TLS state under the reading thread's feet; this only makes its read return. An
+    # OSError: closed already.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _connect_within_deadline(connection: HTTPConnection, connect: Callable[[], None]) -> None:
+    deadline = _current_deadline.get()
+    if deadline is not None:
+        # Watched before connecting: urllib3 holds the socket in ``sock`` from its TCP connect
+        # on, so the TLS handshake is cut at the deadline too.
+        deadline.watch(connection)
+    connect()
+    if deadline is not None and deadline.passed():
+        # The timer may have fired before the socket existed: nothing was shut, so refuse here.
+        connection.close()
+        raise TimeoutError("image download exceeded TRAKT_IMAGE_TIMEOUT")
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        _connect_within_deadline(self, super().connect)
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        _connect_within_deadline(self, super().connect)
+
+
+class _DeadlineHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
 # -- connecting to the checked address ------------------------------------------------------------
 
 
@@ -351,6 +455,8 @@ class _PinnedPoolManager(PoolManager):
     def __init__(self, address: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.address = address
+        # Connections that keep the fetch's deadline inside their reads (_Deadline).
+        self.pool_classes_by_scheme = {"http": _DeadlineHTTPConnectionPool, "https": _DeadlineHTTPSConnectionPool}
 
     def connection_from_host(
         self,
@@ -428,14 +534,18 @@ def _pinned_session(address: str) -> requests.Session:
     return session
 
 
+def _timed_out() -> ImageRefused:
+    return ImageRefused("image download exceeded TRAKT_IMAGE_TIMEOUT")
+
+
 @contextlib.contextmanager
-def _pinned_get(url: str, host: str, addresses: list[str], deadline: float) -> Iterator[requests.Response]:
+def _pinned_get(url: str, host: str, addresses: list[str], deadline: _Deadline) -> Iterator[requests.Response]:
     """The streamed response of ``url`` from the first checked address that answers."""
     failure: requests.RequestException | None = None
     for address in addresses:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ImageRefused("image download exceeded TRAKT_IMAGE_TIMEOUT")
+        remaining = deadline.deadline - time.monotonic()
+        if remaining <= 0 or deadline.expired:
+            raise _timed_out()
         session = _pinned_session(address)
         try:
             response = session.get(
@@ -451,10 +561,14 @@ def _pinned_get(url: str, host: str, addresses: list[str], deadline: float) -> I
         except requests.ConnectionError as err:
             # The next checked address may answer, as a plain connect tries each DNS answer.
             session.close()
+            if deadline.passed():
+                raise _timed_out() from err
             failure = err
             continue
         except requests.RequestException as err:
             session.close()
+            if deadline.passed():
+                raise _timed_out() from err
             raise ImageRefused(f"image host {host!r} could not be reached: {type(err).__name__}") from err
         try:
             with response:
@@ -468,7 +582,7 @@ def _pinned_get(url: str, host: str, addresses: list[str], deadline: float) -> I
 # -- the fetch ------------------------------------------------------------------------------
 
 
-def _download(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+def _download(response: requests.Response, max_bytes: int, deadline: _Deadline) -> bytes:
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise ImageRefused(f"image is larger than TRAKT_IMAGE_MAX_BYTES ({max_bytes})")
@@ -478,10 +592,15 @@ def _download(response: requests.Response, max_bytes: int, deadline: float) -> b
             body += chunk
             if len(body) > max_bytes:
                 raise ImageRefused(f"image is larger than TRAKT_IMAGE_MAX_BYTES ({max_bytes})")
-            if time.monotonic() > deadline:
-                raise ImageRefused("image download exceeded TRAKT_IMAGE_TIMEOUT")
-    except requests.RequestException as err:
+            if deadline.passed():
+                raise _timed_out()
+    except (requests.RequestException, OSError) as err:
+        if deadline.passed():
+            raise _timed_out() from err
         raise ImageRefused(f"image download failed: {type(err).__name__}") from err
+    if deadline.expired:
+        # Shut at the deadline: what came before it may look like a whole (short) body.
+        raise _timed_out()
     return bytes(body)
 
 
@@ -491,9 +610,14 @@ def fetch_image(url: str) -> tuple[bytes, str]:
     Sent with the library's User-Agent and without any Trakt API key or token (image
     hosts, Gravatar among them, need neither). Each hop resolves its host once, checks
     every address and connects to a checked one; redirects are followed by hand, each
-    hop checked and pinned like the first; the timeout covers the whole download.
+    hop checked and pinned like the first; the timeout covers the whole download, reads
+    included (:class:`_Deadline`).
     """
-    deadline = time.monotonic() + trakt_settings.IMAGE_TIMEOUT
+    with _Deadline(time.monotonic() + trakt_settings.IMAGE_TIMEOUT) as deadline:
+        return _fetch_within(url, deadline)
+
+
+def _fetch_within(url: str, deadline: _Deadline) -> tuple[bytes, str]:
     max_bytes = trakt_settings.IMAGE_MAX_BYTES
     current = normalize_source(url) or ""
     for _hop in range(trakt_settings.IMAGE_MAX_REDIRECTS + 1):
@@ -541,6 +665,16 @@ def _failure_key(digest: str) -> str:
 
 def _queued_key(digest: str) -> str:
     return f"django_trakt:image-queued:{digest}"
+
+
+def _fetching_key(digest: str) -> str:
+    return f"django_trakt:image-fetching:{digest}"
+
+
+def fetch_in_progress(source_url: Any) -> bool:
+    """Whether a request is fetching ``source_url`` right now (the default stands in meanwhile)."""
+    source = normalize_source(source_url)
+    return source is not None and bool(cache_call("get", _fetching_key(source_digest(source))))
 
 
 #: Seconds an enqueued fetch is not enqueued again (a job the queue lost is, after that).
@@ -603,6 +737,29 @@ def get_image(source_url: str, kind: str, *, background: bool = False) -> Stored
         return None
     if not background and _offloaded(source, kind, digest):
         return None
+    # One fetch per source at a time (20 visitors of a page showing one new poster make one
+    # download): the others get the default meanwhile, as while a task worker fetches it. A
+    # cache that is down cannot say; then each request fetches, as before it had a lock.
+    lock_key = _fetching_key(digest)
+    ticket, locked = take_lock(lock_key, math.ceil(trakt_settings.IMAGE_TIMEOUT) + 30)
+    if locked is False:
+        return None
+    try:
+        return _fetch_and_store(source, kind, digest, storage, name)
+    finally:
+        if locked:
+            release_lock(lock_key, ticket)
+
+
+def _fetch_and_store(source: str, kind: str, digest: str, storage: Any, name: str) -> StoredImage | None:
+    try:
+        if storage.exists(name):  # the fetch that held the lock just before stored it
+            return _read_stored(storage, name, digest)
+    except Exception:
+        logger.exception("Reading the stored Trakt image %s failed", name)
+        return None
+    if cache_call("get", _failure_key(digest)):  # ... or failed
+        return None
     try:
         content, content_type = fetch_image(source)
     except ImageRefused as err:
@@ -610,7 +767,7 @@ def get_image(source_url: str, kind: str, *, background: bool = False) -> Stored
         cache_call("set", _failure_key(digest), True, trakt_settings.IMAGE_RETRY_AFTER)
         return None
     try:
-        if not storage.exists(name):  # another request may have stored it meanwhile
+        if not storage.exists(name):  # stored meanwhile by a request that found the cache down
             storage.save(name, ContentFile(content))
     except Exception:
         logger.exception("Storing the Trakt image %s failed; serving it unstored", name)

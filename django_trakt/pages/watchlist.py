@@ -60,7 +60,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.conf import trakt_settings
 from django_trakt.core import clock, dispatch
-from django_trakt.core.cache import cache_call
+from django_trakt.core.cache import cache_call, count_in_window
 from django_trakt.exceptions import (
     TraktError,
     TraktForbidden,
@@ -386,40 +386,26 @@ def _missing_key(owner_key: str) -> str:
 PUBLIC_SCOPE = "public"
 
 
-def _budget_key(scope: str, window: int) -> str:
-    return f"django_trakt:page_calls:v{CACHE_VERSION}:{scope}:{window}"
+def _budget_name(scope: str) -> str:
+    return f"django_trakt:page_calls:v{CACHE_VERSION}:{scope}"
 
 
 def spend_page_call(scope: str) -> WatchlistError:
     """Count one Trakt call against the budget of ``scope``: ``NONE`` if it may be sent, else why not.
 
-    A fixed window per ``TRAKT_PAGE_CALL_PERIOD``, numbered from :func:`clock.now`: the key
-    names the window, so the count restarts when the clock (real or a test's) enters
-    the next one, whatever the cache's own expiry does. Counted with ``add`` then
-    ``incr``, both atomic in Django's cache backends (not the database cache, whose
-    ``incr`` is a read then a write): concurrent renders in every process share it. At
-    a window's edge up to twice the budget can be sent in one period, still well under
-    Trakt's limit with the defaults. A call refused is counted too; it never reaches Trakt.
+    A fixed window per ``TRAKT_PAGE_CALL_PERIOD`` (:func:`count_in_window`: shared by every
+    process, restarting when the clock enters the next window). At a window's edge up to
+    twice the budget can be sent in one period, still well under Trakt's limit with the
+    defaults. A call refused is counted too; it never reaches Trakt.
     """
     budget = trakt_settings.PAGE_CALL_BUDGET if scope == PUBLIC_SCOPE else trakt_settings.PAGE_USER_CALL_BUDGET
     if budget <= 0:
         return WatchlistError.BUSY  # the site chose: pages only ever show what is cached
     period = trakt_settings.PAGE_CALL_PERIOD
-    key = _budget_key(scope, int(clock.now() // period))
-    # Outlives its window in real time, so a count is never dropped while its window lasts.
-    seconds = math.ceil(period) + 60
-    if cache_call("add", key, 0, seconds) is None:
+    counted = count_in_window(_budget_name(scope), period)
+    if counted is None:
         return WatchlistError.UNAVAILABLE  # the cache is down (logged): nothing can be counted, so no call
-    count = cache_call("incr", key)
-    if count is None:
-        # ``incr`` raises ValueError for a key that is gone (evicted since the ``add``), and
-        # cache_call answers None for that as for an outage: start the count again, once.
-        added = cache_call("add", key, 1, seconds)
-        if added is None:
-            return WatchlistError.UNAVAILABLE
-        count = 1 if added else cache_call("incr", key)  # not added: another render started it meanwhile
-    if not isinstance(count, int):
-        return WatchlistError.UNAVAILABLE
+    count, _seconds_left = counted
     if count > budget:
         if count == budget + 1:  # once per window and scope: a flood of refusals must not flood the log
             logger.warning(
