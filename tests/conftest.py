@@ -30,6 +30,39 @@ SITE_DOMAIN = "testserver"
 SITE_CALLBACK_URL = CALLBACK_URL
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="Run only the tests that use the database under test (the django_db marker or a database "
+        "fixture). tests/run.py's PostgreSQL pass uses it: every other test would repeat the SQLite pass "
+        "exactly (pure functions, sites on SQLite files of their own, packaging).",
+    )
+
+
+def uses_database_under_test(item) -> bool:
+    # pytest-django's database fixtures (db, transactional_db, live_server ...) all go through
+    # django_db_setup; the django_db marker requests them when the test runs; Django's own
+    # test cases (allauth's provider suite) open the database themselves.
+    from django.test import TransactionTestCase
+
+    test_class = getattr(item, "cls", None)
+    return (
+        item.get_closest_marker("django_db") is not None
+        or "django_db_setup" in getattr(item, "fixturenames", ())
+        or (test_class is not None and issubclass(test_class, TransactionTestCase))
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--database-tests-only"):
+        return
+    kept = [item for item in items if uses_database_under_test(item)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if not uses_database_under_test(item)])
+        items[:] = kept
+
+
 def _site_for_tests(sender, using="default", **kwargs):
     from django.contrib.sites.models import Site
 

@@ -7,16 +7,27 @@ on PostgreSQL.
 Needs only Python 3.11+. Creates ``.venv`` at the repository root (once), installs
 django-trakt with its test and lint extras, then:
 
-1. the quality gates: ``ruff check``, ``ruff format --check``, ``mypy django_trakt``;
-2. pytest on SQLite (this pass also builds the sdist and wheel and installs the wheel in
-   a fresh virtualenv: tests/test_packaging.py);
+1. the quality gates: ``ruff check``, ``ruff format --check``, ``mypy django_trakt``, in
+   the background while the first pass runs (their output is printed after it);
+2. pytest on SQLite, every test (this pass also builds the sdist and wheel and installs the
+   wheel in a fresh virtualenv: tests/test_packaging.py);
 3. pytest on the PostgreSQL at ``TEST_DATABASE_URL`` (default
    ``postgres://postgres@127.0.0.1:5432/test``), where the row-lock and multi-process
-   tests mean something. When PostgreSQL does not answer, a developer's run says so and
-   stops after SQLite; a CI run (``CI=true``) fails;
+   tests mean something: every test that uses the database under test
+   (``--database-tests-only``, tests/conftest.py). The others (pure functions, sites on
+   SQLite files of their own, packaging) would repeat the SQLite pass exactly. When
+   PostgreSQL does not answer, a developer's run says so and stops after SQLite; a CI run
+   (``CI=true``) fails;
 4. the coverage of ``django_trakt`` over both passes, against the floor of
    ``[tool.coverage.report] fail_under`` in pyproject.toml. The floor is checked on a
    full run only (no pytest arguments, both databases); a partial run just reports.
+
+Both passes spread the tests over pytest-xdist workers (``TEST_WORKERS``, default: one per
+CPU), a file per worker at a time (``--dist loadfile``: module fixtures such as the browser
+test's example site start once, and the RQ tests' Redis database has one user); each worker
+has its own test database. For one file, the fast loop is
+``.venv/bin/python -m pytest tests/test_x.py`` (add ``DATABASE_URL=postgres://...`` for
+PostgreSQL).
 
 Every step runs even when an earlier one failed; any failure makes the exit status
 non-zero.
@@ -46,21 +57,40 @@ def postgres_answers(python: Path, url: str) -> bool:
     return subprocess.run([python, "-c", probe, url], capture_output=True).returncode == 0
 
 
-def run_gates(python: Path, env: dict[str, str]) -> int:
+def start_gates(python: Path, env: dict[str, str]) -> list[tuple[str, subprocess.Popen[str]]]:
+    """The quality gates, started in the background (output kept for :func:`report_gates`)."""
+    return [
+        (
+            label,
+            subprocess.Popen(
+                [python, *command], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            ),
+        )
+        for label, command in GATES
+    ]
+
+
+def report_gates(gates: list[tuple[str, subprocess.Popen[str]]]) -> int:
     status = 0
-    for label, command in GATES:
-        print(f"\n=== {label} ===", flush=True)
-        if subprocess.run([python, *command], cwd=ROOT, env=env).returncode:
+    for label, process in gates:
+        output, _ = process.communicate()
+        print(f"\n=== {label} ===\n{output.rstrip()}", flush=True)
+        if process.returncode:
             print(f"{label}: FAILED", flush=True)
             status = 1
     return status
+
+
+def workers() -> str:
+    return os.environ.get("TEST_WORKERS") or str(os.cpu_count() or 1)
 
 
 def run_pytest(python: Path, label: str, env: dict[str, str], args: list[str], *, append: bool) -> int:
     print(f"\n=== test suite on {label} ===", flush=True)
     # Coverage is collected over both passes and checked once at the end.
     coverage = ["--cov=django_trakt", "--cov-report=", "--cov-fail-under=0", *(["--cov-append"] if append else [])]
-    return subprocess.run([python, "-m", "pytest", *coverage, *args], cwd=ROOT, env=env).returncode
+    spread = ["-n", workers(), "--dist", "loadfile"]
+    return subprocess.run([python, "-m", "pytest", *spread, *coverage, *args], cwd=ROOT, env=env).returncode
 
 
 def report_coverage(python: Path, env: dict[str, str], *, enforce: bool) -> int:
@@ -77,14 +107,16 @@ def main(args: list[str]) -> int:
     base_env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     subprocess.run([python, "-m", "coverage", "erase"], cwd=ROOT, env=base_env, check=True)
 
-    status = run_gates(python, base_env)
-    status = run_pytest(python, "SQLite", base_env, args, append=False) or status
+    gates = start_gates(python, base_env)
+    status = run_pytest(python, "SQLite", base_env, args, append=False)
+    status = report_gates(gates) or status
 
     postgres_url = os.environ.get("TEST_DATABASE_URL", DEFAULT_POSTGRES_URL)
     both_databases = postgres_answers(python, postgres_url)
     if both_databases:
         pg_env = {**base_env, "DATABASE_URL": postgres_url}
-        status = run_pytest(python, "PostgreSQL", pg_env, args, append=True) or status
+        only_database = ["--database-tests-only"]
+        status = run_pytest(python, "PostgreSQL", pg_env, [*only_database, *args], append=True) or status
     elif os.environ.get("CI"):
         print(f"PostgreSQL does not answer at {postgres_url}: CI must run the PostgreSQL suite.", flush=True)
         status = status or 1

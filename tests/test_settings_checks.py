@@ -144,7 +144,10 @@ def _cases(table, *, wrong):
         if table is NUMBERS:
             values = list(_number_cases(*values))
         for value in values[0 if wrong else 1]:
-            cases.append(pytest.param(name, check_id, value, id=f"{name}={value!r}"))
+            # A function's repr holds its address: its name keeps the id the same in every
+            # process (pytest-xdist's workers must collect the same ids).
+            shown = value.__qualname__ if callable(value) else repr(value)
+            cases.append(pytest.param(name, check_id, value, id=f"{name}={shown}"))
     return cases
 
 
