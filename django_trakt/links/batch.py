@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connections
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -137,7 +138,8 @@ def due_links(
     if user_ids is not None:
         links = links.filter(account__user_id__in=list(user_ids))
     if not force:
-        links = links.filter(expires_at__lte=timezone.now() + within)
+        # An unknown expiry is due: the refresh learns it.
+        links = links.filter(Q(expires_at__isnull=True) | Q(expires_at__lte=timezone.now() + within))
     return links.order_by("expires_at", "pk")
 
 
