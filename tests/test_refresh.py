@@ -514,3 +514,13 @@ def test_refresh_with_retries_non_retryable_failure_is_not_retried(trakt, linked
     result = refresh_with_retries(token, sleep=waits.append)
     assert result.outcome is Outcome.FAILED and not result.retryable
     assert waits == [] and len(trakt.requests_to("/oauth/token")) == 1
+
+
+def test_command_names_undecryptable_links_on_every_run(trakt, linked):
+    linked(expires_in=EXPIRED)
+    with override_settings(TRAKT_TOKEN_KEYS=[Fernet.generate_key().decode()]):
+        for _run in range(2):  # the second run finds the link flagged already, and still says so
+            err = StringIO()
+            with pytest.raises(CommandError, match="1 failed"):
+                call_command("refresh_trakt_tokens", "--concurrency", "1", stdout=StringIO(), stderr=err)
+            assert "1 links cannot be decrypted with TRAKT_TOKEN_KEYS" in err.getvalue()

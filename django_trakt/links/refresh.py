@@ -513,7 +513,10 @@ def _transient_failure(token: TraktToken, owner: str, err: TraktError) -> Refres
     token.last_error = _describe(err)
     logger.warning("Refreshing the Trakt token of account %s failed: %s", token.account_id, token.last_error)
     if isinstance(err, (TraktTimeout, TraktMalformedResponse)):
-        TraktToken.objects.filter(pk=token.pk, refresh_claimed_by=owner).update(last_error=token.last_error)
+        try:
+            TraktToken.objects.filter(pk=token.pk, refresh_claimed_by=owner).update(last_error=token.last_error)
+        except DatabaseError:
+            durability.reconnect_next_time(database_alias())  # only the diagnosis is lost
         return RefreshResult(Outcome.FAILED, token, token.last_error)
     durability.release(database_alias(), token.pk, owner, last_error=token.last_error)
     if isinstance(err, TraktRateLimited):
@@ -535,21 +538,24 @@ def refresh_with_retries(
     server_error_retries: int = 2,
     backoff: float = 1.0,
     max_retry_after: float = 30.0,
-    sleep: Callable[[float], None] | None = None,
+    sleep: Callable[[float], object] | None = None,
     skip_locked: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RefreshResult:
     """:func:`refresh_token` for batch work: retry what is worth retrying.
 
     A 5xx or timeout is retried ``server_error_retries`` times with exponential
     backoff; a 429 is waited out when its ``Retry-After`` is at most
     ``max_retry_after`` seconds, else left for the next run. The row lock is not held
-    while waiting.
+    while waiting. Once ``should_stop()`` answers True (a draining batch), nothing is retried.
     """
     sleep = sleep or clock.sleep
     attempt = 0
     while True:
         result = refresh_token(token, force=force, within=within, app=app, skip_locked=skip_locked)
         if result.outcome is not Outcome.FAILED or result.token is None:
+            return result
+        if should_stop is not None and should_stop():
             return result
         if result.retry_after is not None:
             if result.retry_after > max_retry_after or attempt >= server_error_retries:
@@ -558,6 +564,8 @@ def refresh_with_retries(
         elif attempt < server_error_retries and result.retryable:
             sleep(backoff * (2**attempt))
         else:
+            return result
+        if should_stop is not None and should_stop():
             return result
         attempt += 1
 
