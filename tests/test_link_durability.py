@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 from django.db import OperationalError, connection, connections, transaction
 from django.test import modify_settings
 
-from django_trakt.exceptions import TraktRefreshFailed
+from django_trakt.exceptions import TraktRefreshFailed, TraktTimeout
 from django_trakt.links import durability
 from django_trakt.links.batch import refresh_due_tokens
 from django_trakt.links.client import TraktClient
@@ -510,3 +510,36 @@ def test_threaded_command_stops_at_the_first_site_fault_after_one_request(trakt,
     assert len(trakt.requests_to("/oauth/token")) == 1
     assert all(token.status == TraktToken.Status.ACTIVE for token in TraktToken.objects.all())
     assert len(links) == TraktToken.objects.count()
+
+
+# -- a whole answer within its deadline -------------------------------------------------------------
+
+
+def test_a_trickled_refresh_answer_ends_at_its_deadline_and_its_token_is_not_sent_again(db, settings):
+    trakt = make_emulator()
+    with trakt.serve() as server, _provider_hosts(server.url):
+        provider = settings.SOCIALACCOUNT_PROVIDERS["trakt"]
+        settings.SOCIALACCOUNT_PROVIDERS = {"trakt": {**provider, "TIMEOUT": 1.0}}
+        _user, token = link_user(trakt, expires_in=EXPIRED)
+        spent = token.refresh_token
+        trakt.trickle_next("/oauth/token", 0.1)  # about 30 s for the whole answer, no read ever waits 1 s
+        started = time.monotonic()
+        result = refresh_token(token)
+        took = time.monotonic() - started
+        assert result.outcome is Outcome.FAILED and "in time" in result.detail and took < 2.0
+        assert trakt.refresh_count(spent) == 1  # Trakt acted on it: the answer is what was lost
+        token.refresh_from_db()
+        assert token.refresh_token == spent and token.refresh_claimed_by  # the claim stands
+        again = refresh_token(token, force=True)
+        assert again.outcome is Outcome.NOT_DUE and trakt.refresh_count(spent, accepted=None) == 1
+
+
+def test_a_trickled_api_answer_ends_at_the_clients_deadline(db):
+    trakt = make_emulator()
+    with trakt.serve() as server, _provider_hosts(server.url):
+        user, _token = link_user(trakt)
+        trakt.trickle_next("/users/settings", 0.1)
+        started = time.monotonic()
+        with pytest.raises(TraktTimeout):
+            TraktClient.for_user(user, timeout=0.5).get("/users/settings")
+        assert time.monotonic() - started < 1.5
