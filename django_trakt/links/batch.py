@@ -174,9 +174,10 @@ def _stream(links: Any, limit: int | None, report: BatchReport) -> Generator[Can
                     if pk in seen:
                         continue
                     if limit is not None and len(seen) >= limit:
-                        return
+                        break
                     seen.add(pk)
                     yield Candidate(pk, account_id, str(username or ""))
+            report.stream_error = ""  # read to the end after all
             return
         except DatabaseError as err:
             durability.reconnect_next_time(database_alias())
