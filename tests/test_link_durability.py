@@ -515,22 +515,26 @@ def test_threaded_command_stops_at_the_first_site_fault_after_one_request(trakt,
 # -- a whole answer within its deadline -------------------------------------------------------------
 
 
-def test_a_trickled_refresh_answer_ends_at_its_deadline_and_its_token_is_not_sent_again(db, settings):
+def test_a_trickled_refresh_answer_ends_at_its_deadline_and_its_token_is_not_sent_again(db):
+    from django.conf import settings
+    from django.test import override_settings
+
     trakt = make_emulator()
     with trakt.serve() as server, _provider_hosts(server.url):
         provider = settings.SOCIALACCOUNT_PROVIDERS["trakt"]
-        settings.SOCIALACCOUNT_PROVIDERS = {"trakt": {**provider, "TIMEOUT": 1.0}}
-        _user, token = link_user(trakt, expires_in=EXPIRED)
-        spent = token.refresh_token
-        trakt.trickle_next("/oauth/token", 0.1)  # about 30 s for the whole answer, no read ever waits 1 s
-        started = time.monotonic()
-        result = refresh_token(token)
-        took = time.monotonic() - started
-        assert result.outcome is Outcome.FAILED and "in time" in result.detail and took < 2.0
-        assert trakt.refresh_count(spent) == 1  # Trakt acted on it: the answer is what was lost
-        token.refresh_from_db()
-        assert token.refresh_token == spent and token.refresh_claimed_by  # the claim stands
-        again = refresh_token(token, force=True)
+        # Nested, so leaving it restores the served hosts' override, and that one the original.
+        with override_settings(SOCIALACCOUNT_PROVIDERS={"trakt": {**provider, "TIMEOUT": 1.0}}):
+            _user, token = link_user(trakt, expires_in=EXPIRED)
+            spent = token.refresh_token
+            trakt.trickle_next("/oauth/token", 0.1)  # about 30 s for the whole answer, no read ever waits 1 s
+            started = time.monotonic()
+            result = refresh_token(token)
+            took = time.monotonic() - started
+            assert result.outcome is Outcome.FAILED and "in time" in result.detail and took < 2.0
+            assert trakt.refresh_count(spent) == 1  # Trakt acted on it: the answer is what was lost
+            token.refresh_from_db()
+            assert token.refresh_token == spent and token.refresh_claimed_by  # the claim stands
+            again = refresh_token(token, force=True)
         assert again.outcome is Outcome.NOT_DUE and trakt.refresh_count(spent, accepted=None) == 1
 
 
