@@ -35,6 +35,8 @@ class TraktTokenQuerySet(models.QuerySet["TraktToken"]):
         token.apply_grant(grant)
         token.status = TraktToken.Status.ACTIVE
         token.last_error = ""
+        # A new grant: whatever a refresh of the old one left behind no longer matters.
+        token.refresh_claimed_by, token.refresh_claimed_at, token.refresh_claim_until = "", None, None
         token.save()
         return token
 
@@ -82,6 +84,13 @@ class TraktToken(models.Model):
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.ACTIVE)
     last_refreshed_at = models.DateTimeField(_("last refreshed at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    #: The refresh claim (django_trakt.links.durability): committed before a refresh token is
+    #: sent to Trakt, cleared when Trakt's answer is stored. While it stands nobody else sends
+    #: the token; once past ``refresh_claim_until`` with the claim still there, its owner never
+    #: stored an answer, and the link is checked instead of the token being sent again.
+    refresh_claimed_by = models.CharField(_("refresh claimed by"), max_length=200, blank=True, editable=False)
+    refresh_claimed_at = models.DateTimeField(_("refresh claimed at"), null=True, blank=True, editable=False)
+    refresh_claim_until = models.DateTimeField(_("refresh claim until"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

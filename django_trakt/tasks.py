@@ -122,7 +122,13 @@ def backend() -> Any:
     return None
 
 
-def _enqueue(task_: Any, *args: Any, run_after: dt.datetime | None = None) -> bool:
+class QueueUnavailable(Exception):
+    """The task queue refused a task (its broker is down): :func:`enqueue_due` stopped there."""
+
+
+def _enqueue(task_: Any, *args: Any, run_after: dt.datetime | None = None, strict: bool = False) -> bool:
+    """Enqueue on the site's backend; False when there is none or it refused (``strict``: raise
+    :class:`QueueUnavailable` instead of logging)."""
     queue = backend()
     if queue is None or not hasattr(task_, "using"):
         return False
@@ -131,7 +137,10 @@ def _enqueue(task_: Any, *args: Any, run_after: dt.datetime | None = None) -> bo
         options["run_after"] = run_after
     try:
         task_.using(**options).enqueue(*args)
-    except Exception:
+    except Exception as err:
+        if strict:
+            reason = " ".join(str(err).split())[:200]
+            raise QueueUnavailable(f"the task queue refused a task ({type(err).__name__}: {reason})") from err
         # The broker is down, or the backend refuses: the caller does the work in process.
         logger.exception("Enqueuing the Trakt task %s failed", getattr(task_, "name", task_))
         return False
@@ -206,7 +215,8 @@ def enqueue_due(
     """Enqueue one :data:`refresh_link` per due link; how many were enqueued.
 
     Raises :class:`~django_trakt.exceptions.TraktConfigurationError` when no usable task
-    backend is configured (the command says so).
+    backend is configured (the command says so), and :class:`QueueUnavailable` at the first
+    task the queue refuses: with its broker down every other would fail the same way.
     """
     from django_trakt.exceptions import TraktConfigurationError
 
@@ -224,8 +234,11 @@ def enqueue_due(
     # a server-side cursor (docs/design.md).
     with contextlib.closing(iter(links.iterator(chunk_size=2000))) as stream:
         for pk in stream:
-            if _enqueue(refresh_link, pk, within_seconds, 0, force):
-                enqueued += 1
+            try:
+                queued = _enqueue(refresh_link, pk, within_seconds, 0, force, strict=True)
+            except QueueUnavailable as err:
+                raise QueueUnavailable(f"{err}; {enqueued} refresh tasks were enqueued before it") from err
+            enqueued += queued
     return enqueued
 
 

@@ -277,3 +277,27 @@ def test_command_dry_run_quiet_prints_only_summary(trakt, linked):
     output = run_command("--dry-run", "-v", "0")
     assert output == "Dry run: 1 links would be refreshed, 1 not due.\n"
     assert trakt.requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stream_of_due_links_read_again_after_a_database_error_each_link_once(trakt):
+    from django.db import OperationalError, connection
+
+    from django_trakt.links.batch import refresh_due_tokens
+    from tests.conftest import link_user
+
+    links = [link_user(trakt, expires_in=-dt.timedelta(hours=1)) for _ in range(5)]
+    reads = []
+
+    def drop_first_read(execute, sql, params, many, context):
+        if "ORDER BY" in sql and "expires_at" in sql and sql.lstrip().upper().startswith(("SELECT", "DECLARE")):
+            reads.append(sql)
+            if len(reads) == 1:
+                raise OperationalError("terminating connection due to administrator command")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(drop_first_read):
+        report = refresh_due_tokens(concurrency=1)
+    assert report.stream_restarts == 1 and report.refreshed == 5 and report.stream_error == ""
+    assert trakt.refresh_count() == 5 and trakt.refresh_count(accepted=False) == 0
+    assert len(links) == 5

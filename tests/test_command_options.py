@@ -35,6 +35,7 @@ CASES = [
     ("refresh_trakt_tokens", ["--within", "abc"], "--within"),
     ("refresh_trakt_tokens", ["--within", ""], "--within"),
     ("refresh_trakt_tokens", ["--within", "99999999999d"], "--within"),  # beyond timedelta
+    ("refresh_trakt_tokens", ["--within", "2932896d"], "--within"),  # a timedelta, but not once added to now
     ("refresh_trakt_tokens", ["--within"], "--within"),
     ("refresh_trakt_tokens", ["--concurrency", "0"], "--concurrency"),
     ("refresh_trakt_tokens", ["--concurrency", "65"], "--concurrency"),
@@ -155,7 +156,8 @@ def test_unknown_user_in_process_raises_command_error_with_exit_status_2():
             ["--within", "abc"],
             "argument --within: expected a duration such as 6h, 90m, 1d or 3600 (seconds), not 'abc'.",
         ),
-        (["--within", "99999999999d"], "argument --within: '99999999999d' is too long a duration."),
+        (["--within", "99999999999d"], "argument --within: '99999999999d' is too long a duration (at most 3660d)."),
+        (["--within", "2932896d"], "argument --within: '2932896d' is too long a duration (at most 3660d)."),
         (["--concurrency", "0"], "argument --concurrency: must be a positive whole number, not '0'."),
         (["--max-rate", "-1"], "argument --max-rate: must be a positive number, not '-1'."),
         (["--bogus"], "unrecognized arguments: --bogus"),

@@ -111,3 +111,33 @@ def test_concurrent_commands_and_on_demand_refresh_each_token_exactly_once(serve
         assert trakt.is_access_token_valid(token.access_token)
         assert token.refresh_token not in original.values()
     assert trakt.refresh_count() == LINKS
+
+
+def test_sigterm_mid_run_drains_prints_the_summary_and_loses_no_link(served_trakt):
+    import signal
+    import time
+
+    trakt, server_url = served_trakt
+    trakt.latency = 0.3  # each refresh is in flight for a while
+    links = [link_user(trakt, expires_in=-dt.timedelta(minutes=1)) for _ in range(30)]
+    original = {token.pk: token.refresh_token for _user, token in links}
+    command = start_command(server_url)
+    deadline = time.monotonic() + 60
+    while len(trakt.requests_to("/oauth/token")) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    command.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    output = command.communicate(timeout=40)[0]
+    drained_in = time.monotonic() - signalled
+
+    assert command.returncode == 4, output  # STOPPED_STATUS
+    assert "SIGTERM: finishing the refreshes in flight" in output and "Stopped by a signal" in output
+    assert "refreshed," in output and drained_in < 22
+    refreshed = trakt.refresh_count()
+    assert 6 <= refreshed < len(links)  # it stopped starting new refreshes
+    # Nothing lost: every link holds a pair Trakt accepts, no token was presented twice.
+    assert trakt.refresh_count(accepted=False) == 0
+    for token in TraktToken.objects.all():
+        assert token.status == TraktToken.Status.ACTIVE and token.refresh_claimed_by == ""
+        assert trakt.is_access_token_valid(token.access_token), token.pk
+        assert trakt.refresh_count(original[token.pk], accepted=None) == (token.refresh_token != original[token.pk])

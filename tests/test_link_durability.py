@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 from django.db import OperationalError, connection, connections, transaction
 from django.test import modify_settings
 
+from django_trakt.exceptions import TraktRefreshFailed, TraktTimeout
 from django_trakt.links import durability
 from django_trakt.links.batch import refresh_due_tokens
 from django_trakt.links.client import TraktClient
@@ -52,13 +53,23 @@ def test_command_with_defaults_inside_a_test_transaction_refreshes_every_link(tr
         assert_link_works(trakt, token, spent[token.pk])
 
 
-def test_batch_inside_an_atomic_block_runs_in_the_callers_thread(trakt, linked):
+def test_batch_inside_a_callers_atomic_block_sends_nothing(trakt, linked):
+    # Changed with issue 20: a refresh never joins its caller's transaction. In a test's
+    # transaction the link is uncommitted (no other connection sees it), and on SQLite the
+    # caller may hold the one writer lock: the refresh declines before anything is sent.
     _user, token = linked(expires_in=EXPIRED)
     spent = token.refresh_token
     with transaction.atomic():
         report = refresh_due_tokens(concurrency=8)
-    assert report.refreshed == 1 and "transaction" in report.sequential_reason
+    assert report.refreshed == 0 and report.failed == 1 and "transaction" in report.sequential_reason
+    assert trakt.requests_to("/oauth/token") == []
+    assert refresh_due_tokens().refreshed == 1  # outside the caller's block
     assert_link_works(trakt, token, spent)
+
+
+def _refreshes_beside_callers_transaction() -> bool:
+    """PostgreSQL refreshes on a connection of its own; SQLite declines (nothing sent)."""
+    return connection.vendor == "postgresql"
 
 
 @pytest.fixture
@@ -68,14 +79,21 @@ def atomic_requests(monkeypatch):
     views.SEEN.clear()
 
 
-def _view_raises_after_refresh_then_next_request_uses_new_pair(trakt, client):
+def _view_raises_after_refresh_then_next_request_uses_new_pair(trakt, client, *, committed: bool):
     user, token = link_user(trakt, expires_in=EXPIRED)
     spent = token.refresh_token
     client.force_login(user)
-    with pytest.raises(views.ViewFailedAfterRefresh):
+    beside = committed and _refreshes_beside_callers_transaction()
+    expected = views.ViewFailedAfterRefresh if beside else TraktRefreshFailed
+    with pytest.raises(expected):
         client.get("/test/settings-then-fail/")
     assert views.SEEN == [True]  # the view ran inside its own transaction (ATOMIC_REQUESTS)
-    assert trakt.refresh_count(spent) == 1  # the refresh happened, then the view's transaction rolled back
+    if beside:
+        # Refreshed and committed on its own connection, then the view's transaction rolled back.
+        assert trakt.refresh_count(spent) == 1
+    else:
+        assert trakt.requests_to("/oauth/token") == []  # declined: nothing spent
+        assert refresh_due_tokens().refreshed == 1  # the scheduled run refreshes it
 
     response = client.get("/test/settings/")
     assert response.status_code == 200 and response.content.decode() == user.username
@@ -85,35 +103,62 @@ def _view_raises_after_refresh_then_next_request_uses_new_pair(trakt, client):
 
 
 def test_view_under_atomic_requests_raises_after_refresh_in_a_test_transaction(trakt, client, db, atomic_requests):
-    _view_raises_after_refresh_then_next_request_uses_new_pair(trakt, client)
+    _view_raises_after_refresh_then_next_request_uses_new_pair(trakt, client, committed=False)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_view_under_atomic_requests_raises_after_refresh_committed_database(trakt, client, atomic_requests):
-    _view_raises_after_refresh_then_next_request_uses_new_pair(trakt, client)
+    _view_raises_after_refresh_then_next_request_uses_new_pair(trakt, client, committed=True)
+
+
+def _outer_rolls_back(refresh):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        refresh()
+        raise RuntimeError("the caller changes its mind")
+
+
+def _savepoint_rolls_back_outer_commits(refresh):
+    with transaction.atomic(), pytest.raises(RuntimeError), transaction.atomic():
+        refresh()
+        raise RuntimeError("an inner block fails")
+
+
+def _unique_violation_after_refresh(refresh):
+    from django.db import IntegrityError
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        refresh()
+        TraktToken.objects.create(account=TraktToken.objects.get().account, access_token_encrypted="x")
+
+
+CALLER_ENDINGS = {
+    "outer-rolled-back": _outer_rolls_back,
+    "savepoint-rolled-back-outer-commits": _savepoint_rolls_back_outer_commits,
+    "database-error-in-callers-block": _unique_violation_after_refresh,
+}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_callers_atomic_block_rolled_back_after_refresh(trakt):
-    user, token = link_user(trakt, expires_in=EXPIRED)
+@pytest.mark.parametrize("caller", CALLER_ENDINGS.values(), ids=CALLER_ENDINGS.keys())
+def test_callers_transaction_failing_after_a_refresh_loses_nothing(trakt, caller):
+    _user, token = link_user(trakt, expires_in=EXPIRED)
     spent = token.refresh_token
-    with pytest.raises(RuntimeError), transaction.atomic():
-        TraktClient.for_user(user).get("/users/settings")
-        raise RuntimeError("the caller changes its mind")
-    durability.settle_rescue(token.pk)
+    results = []
+    caller(lambda: results.append(refresh_token(token.pk)))
+    (result,) = results
+    if _refreshes_beside_callers_transaction():
+        assert result.outcome is Outcome.REFRESHED  # committed on its own connection
+    else:
+        assert result.outcome is Outcome.FAILED and "nothing was sent" in result.detail
+        assert trakt.requests_to("/oauth/token") == []
+        assert refresh_token(token.pk).outcome is Outcome.REFRESHED
     assert_link_works(trakt, token, spent)
 
 
-def test_nested_savepoint_rolled_back_then_outer_block_commits(trakt, linked):
-    user, token = linked(expires_in=EXPIRED)
-    spent = token.refresh_token
+def test_manual_transaction_management_is_a_callers_transaction(trakt, linked):
+    assert durability.in_callers_transaction() is False  # a TestCase's own blocks do not count
     with transaction.atomic():
-        with pytest.raises(RuntimeError), transaction.atomic():
-            TraktClient.for_user(user).get("/users/settings")
-            raise RuntimeError("an inner block fails")
-        # The pair was written again into the transaction that goes on.
-        assert TraktToken.objects.get(pk=token.pk).refresh_token != spent
-    assert_link_works(trakt, token, spent)
+        assert durability.in_callers_transaction() is True
 
 
 # -- database errors after Trakt answered --------------------------------------------------------
@@ -142,14 +187,56 @@ def test_a_save_that_fails_once_after_trakt_answered_still_stores_the_pair(trakt
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_save_inside_the_refresh_failing_is_rescued_after_the_rollback(trakt):
+def test_saves_failing_for_a_while_are_retried_on_new_connections_until_stored(trakt):
     _user, token = link_user(trakt, expires_in=EXPIRED)
     spent = token.refresh_token
-    # Every attempt inside the refresh's transaction fails; the rescue (its own connection) does not.
-    with connection.execute_wrapper(FailPairWrites(times=durability.SAVE_ATTEMPTS)):
+    opened = []
+    # Each retry runs on a new connection: count the connections the writes went through.
+    fail = FailPairWrites(times=5)
+
+    def watch(execute, sql, params, many, context):
+        opened.append(id(context["connection"].connection))
+        return fail(execute, sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
         result = refresh_token(token)
-    assert result.outcome is Outcome.REFRESHED and "database error" in result.detail
+    assert result.outcome is Outcome.REFRESHED
     assert_link_works(trakt, token, spent)
+    if connection.vendor == "postgresql":  # an in-memory SQLite database is never closed
+        assert len(set(opened)) >= 5
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="kills a PostgreSQL session")
+def test_connection_killed_before_the_pair_is_stored_stores_it_on_a_new_one(trakt):
+    _user, token = link_user(trakt, expires_in=EXPIRED)
+    spent = token.refresh_token
+    killed = []
+
+    def kill_own_session(execute, sql, params, many, context):
+        if not killed and sql.lstrip().upper().startswith("UPDATE") and "access_token_encrypted" in sql:
+            pid = context["connection"].connection.info.backend_pid
+            killer = threading.Thread(target=_terminate_backend, args=(pid,))
+            killer.start()
+            killer.join()
+            killed.append(pid)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(kill_own_session):
+        result = refresh_token(token)
+    assert killed and result.outcome is Outcome.REFRESHED
+    assert_link_works(trakt, token, spent)
+    assert TraktToken.objects.get(pk=token.pk).refresh_claimed_by == ""
+
+
+def _terminate_backend(pid: int) -> None:
+    # From another thread: a connection of its own, as a failover or a PgBouncer restart would.
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        connections["default"].close()
 
 
 def test_a_database_error_before_trakt_is_asked_spends_nothing(trakt, linked):
@@ -164,6 +251,9 @@ def test_a_database_error_before_trakt_is_asked_spends_nothing(trakt, linked):
         result = refresh_token(token)
     assert result.outcome is Outcome.FAILED and result.retryable
     assert trakt.requests_to("/oauth/token") == []
+    token.refresh_from_db()
+    assert token.refresh_claimed_by == ""
+    assert refresh_token(token).outcome is Outcome.REFRESHED
 
 
 # -- the page's budget ---------------------------------------------------------------------------
@@ -400,9 +490,12 @@ def test_disconnect_racing_a_refresh_leaves_no_live_pair_at_trakt():
         while not trakt.requests_to("/oauth/token") and time.monotonic() < deadline:
             time.sleep(0.01)
         assert trakt.requests_to("/oauth/token"), "the refresh never reached Trakt"
-        unlink(token.account)  # waits for the refresh's row lock, then revokes the current pair
+        # Changed with issue 20: the row lock is held only while the claim is written, not
+        # while Trakt answers; the unlink goes ahead and the refresh, finding the link gone,
+        # revokes the pair Trakt gave it (nobody holds it).
+        unlink(token.account)
         refresher.join(timeout=15)
-        assert outcome == [Outcome.REFRESHED]
+        assert outcome == [Outcome.NOT_DUE]
         assert trakt.active_tokens(user.username) == []
         assert not TraktToken.objects.filter(pk=token.pk).exists()
 
@@ -417,3 +510,40 @@ def test_threaded_command_stops_at_the_first_site_fault_after_one_request(trakt,
     assert len(trakt.requests_to("/oauth/token")) == 1
     assert all(token.status == TraktToken.Status.ACTIVE for token in TraktToken.objects.all())
     assert len(links) == TraktToken.objects.count()
+
+
+# -- a whole answer within its deadline -------------------------------------------------------------
+
+
+def test_a_trickled_refresh_answer_ends_at_its_deadline_and_its_token_is_not_sent_again(db):
+    from django.conf import settings
+    from django.test import override_settings
+
+    trakt = make_emulator()
+    with trakt.serve() as server, _provider_hosts(server.url):
+        provider = settings.SOCIALACCOUNT_PROVIDERS["trakt"]
+        # Nested, so leaving it restores the served hosts' override, and that one the original.
+        with override_settings(SOCIALACCOUNT_PROVIDERS={"trakt": {**provider, "TIMEOUT": 1.0}}):
+            _user, token = link_user(trakt, expires_in=EXPIRED)
+            spent = token.refresh_token
+            trakt.trickle_next("/oauth/token", 0.1)  # about 30 s for the whole answer, no read ever waits 1 s
+            started = time.monotonic()
+            result = refresh_token(token)
+            took = time.monotonic() - started
+            assert result.outcome is Outcome.FAILED and "in time" in result.detail and took < 2.0
+            assert trakt.refresh_count(spent) == 1  # Trakt acted on it: the answer is what was lost
+            token.refresh_from_db()
+            assert token.refresh_token == spent and token.refresh_claimed_by  # the claim stands
+            again = refresh_token(token, force=True)
+        assert again.outcome is Outcome.NOT_DUE and trakt.refresh_count(spent, accepted=None) == 1
+
+
+def test_a_trickled_api_answer_ends_at_the_clients_deadline(db):
+    trakt = make_emulator()
+    with trakt.serve() as server, _provider_hosts(server.url):
+        user, _token = link_user(trakt)
+        trakt.trickle_next("/users/settings", 0.1)
+        started = time.monotonic()
+        with pytest.raises(TraktTimeout):
+            TraktClient.for_user(user, timeout=0.5).get("/users/settings")
+        assert time.monotonic() - started < 1.5

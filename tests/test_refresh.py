@@ -7,9 +7,11 @@ from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import modify_settings, override_settings
+from django.utils import timezone
 
 from django_trakt import signals
 from django_trakt.exceptions import (
@@ -39,12 +41,17 @@ REJECTIONS = {
     "empty-400": lambda t: t.fail_next("/oauth/token", status=400, body=b""),
     "401": lambda t: t.fail_next("/oauth/token", status=401, json={"error": "invalid_token"}),
 }
-TRANSIENT = {
+# Failures after which Trakt cannot have refreshed: the next run simply tries again.
+NOT_ACTED = {
     "5xx": lambda t: t.fail_next("/oauth/token", status=503, times=5),
-    "timeout": lambda t: t.timeout_next("/oauth/token", times=5),
     "429": lambda t: t.rate_limit_next("/oauth/token", retry_after=600, times=5),
+}
+# Failures after which Trakt may have refreshed (the answer was lost): the token is not sent again.
+ANSWER_LOST = {
+    "timeout": lambda t: t.timeout_next("/oauth/token", times=5),
     "malformed-json": lambda t: t.malformed_next("/oauth/token", times=5),
 }
+TRANSIENT = {**NOT_ACTED, **ANSWER_LOST}
 
 
 # -- the function ----------------------------------------------------------------------------
@@ -108,8 +115,64 @@ def test_refresh_transient_failure_changes_nothing_stored(trakt, linked, inject)
     assert snapshot(token) == before
     assert token.status == TraktToken.Status.ACTIVE
     assert before[0] not in result.detail and before[1] not in result.detail
+
+
+@pytest.mark.parametrize("inject", NOT_ACTED.values(), ids=NOT_ACTED.keys())
+def test_refresh_failure_trakt_did_not_act_on_is_tried_again_next_run(trakt, linked, inject):
+    _user, token = linked(expires_in=EXPIRED)
+    inject(trakt)
+    assert refresh_token(token).outcome is Outcome.FAILED
+    token.refresh_from_db()
+    assert token.refresh_claimed_by == "" and token.refresh_claim_until is None  # released
     trakt.clear_failures()
     assert refresh_token(token).outcome is Outcome.REFRESHED  # the next run succeeds
+
+
+@pytest.mark.parametrize("inject", ANSWER_LOST.values(), ids=ANSWER_LOST.keys())
+def test_refresh_whose_answer_was_lost_never_sends_the_token_again(trakt, linked, inject):
+    # Changed with issue 20: a lost answer may hide a refresh Trakt accepted; sending the
+    # same token again would be a reuse (and may revoke the grant), so its claim stands.
+    _user, token = linked(expires_in=EXPIRED)
+    spent = token.refresh_token
+    inject(trakt)
+    refresh_token(token)
+    trakt.clear_failures()
+    token.refresh_from_db()
+    assert token.refresh_claimed_by and token.refresh_claim_until > timezone.now()
+    again = refresh_token(token, force=True)
+    assert again.outcome is Outcome.NOT_DUE and "claimed" in again.detail
+    # Once the claim lapses the link is checked with its access token, still not refreshed.
+    TraktToken.objects.filter(pk=token.pk).update(refresh_claim_until=timezone.now() - dt.timedelta(seconds=1))
+    checked = refresh_token(token, force=True)
+    assert checked.outcome is Outcome.NOT_DUE and "not sent again" in checked.detail
+    assert trakt.requests_to("/users/settings")[-1].headers["Authorization"] == f"Bearer {token.access_token}"
+    assert [r.json["refresh_token"] for r in trakt.requests_to("/oauth/token")] == [spent]
+    token.refresh_from_db()
+    assert token.status == TraktToken.Status.ACTIVE and token.refresh_claim_until > timezone.now()
+
+
+def test_lapsed_claim_whose_access_token_trakt_refuses_flags_the_link(trakt, linked):
+    _user, token = linked(expires_in=EXPIRED)
+    spent = token.refresh_token
+    trakt.slow_next("/oauth/token", 0.2)  # in-process: Trakt refreshes, the answer is lost
+    with override_settings(
+        SOCIALACCOUNT_PROVIDERS={"trakt": {**settings.SOCIALACCOUNT_PROVIDERS["trakt"], "TIMEOUT": 0.1}}
+    ):
+        assert refresh_token(token).outcome is Outcome.FAILED
+    assert trakt.refresh_count(spent) == 1
+    TraktToken.objects.filter(pk=token.pk).update(refresh_claim_until=timezone.now() - dt.timedelta(seconds=1))
+    reasons = []
+    signals.token_needs_reauthorization.connect(
+        lambda sender, token, reason, **kw: reasons.append(reason), weak=False, dispatch_uid="lapsed"
+    )
+    try:
+        result = refresh_token(token)
+    finally:
+        signals.token_needs_reauthorization.disconnect(dispatch_uid="lapsed")
+    assert result.outcome is Outcome.NEEDS_REAUTH and reasons and "never stored" in reasons[0]
+    token.refresh_from_db()
+    assert token.status == TraktToken.Status.NEEDS_REAUTH and token.refresh_claimed_by == ""
+    assert trakt.refresh_count(spent, accepted=None) == 1  # never presented twice
 
 
 def test_refresh_429_reports_retry_after(trakt, linked):
@@ -330,12 +393,14 @@ def unknown_expiry(token):
 # -- unknown expiry --------------------------------------------------------------------------------
 
 
-def test_refresh_unknown_expiry_is_never_due(trakt, linked):
+def test_refresh_unknown_expiry_is_due_and_learns_it(trakt, linked):
+    # Changed with issue 20: such a link was never refreshed by the command; a refresh learns the expiry.
     _user, token = linked()
     unknown_expiry(token)
-    result = refresh_token(token, within=dt.timedelta(days=3650))
-    assert result.outcome is Outcome.NOT_DUE and result.detail == "not due"
-    assert trakt.requests_to("/oauth/token") == []
+    assert "1 refreshed" in run()
+    token.refresh_from_db()
+    assert token.expires_at is not None and trakt.is_access_token_valid(token.access_token)
+    assert "0 refreshed" in run()
 
 
 def test_refresh_unknown_expiry_is_refreshed_when_forced(trakt, linked):
@@ -346,13 +411,16 @@ def test_refresh_unknown_expiry_is_refreshed_when_forced(trakt, linked):
     assert token.expires_at is not None and trakt.is_access_token_valid(token.access_token)
 
 
-def test_client_unknown_expiry_uses_stored_token_without_refreshing(trakt, linked):
+def test_client_unknown_expiry_refreshes_once_then_uses_the_new_token(trakt, linked):
+    # Changed with issue 20 (an unknown expiry is due): one refresh, which learns the expiry.
     user, token = linked()
     unknown_expiry(token)
-    assert TraktClient.for_user(user).get("/users/settings")["user"]["username"] == user.username
-    assert trakt.requests_to("/oauth/token") == []
-    (request,) = trakt.requests_to("/users/settings")
-    assert request.headers["Authorization"] == f"Bearer {token.access_token}"
+    for _ in range(2):
+        assert TraktClient.for_user(user).get("/users/settings")["user"]["username"] == user.username
+    assert len(trakt.requests_to("/oauth/token")) == 1
+    token.refresh_from_db()
+    assert token.expires_at is not None
+    assert trakt.requests_to("/users/settings")[-1].headers["Authorization"] == f"Bearer {token.access_token}"
 
 
 # -- links that are gone or cannot be read --------------------------------------------------------
@@ -446,3 +514,13 @@ def test_refresh_with_retries_non_retryable_failure_is_not_retried(trakt, linked
     result = refresh_with_retries(token, sleep=waits.append)
     assert result.outcome is Outcome.FAILED and not result.retryable
     assert waits == [] and len(trakt.requests_to("/oauth/token")) == 1
+
+
+def test_command_names_undecryptable_links_on_every_run(trakt, linked):
+    linked(expires_in=EXPIRED)
+    with override_settings(TRAKT_TOKEN_KEYS=[Fernet.generate_key().decode()]):
+        for _run in range(2):  # the second run finds the link flagged already, and still says so
+            err = StringIO()
+            with pytest.raises(CommandError, match="1 failed"):
+                call_command("refresh_trakt_tokens", "--concurrency", "1", stdout=StringIO(), stderr=err)
+            assert "1 links cannot be decrypted with TRAKT_TOKEN_KEYS" in err.getvalue()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from io import StringIO
 
 import pytest
 import responses
@@ -452,3 +453,20 @@ def test_checks_are_registered(queue, settings):
     from django.core import checks as django_checks
 
     assert "django_trakt.E004" in {message.id for message in django_checks.run_checks()}
+
+
+def test_enqueue_command_with_the_queue_down_stops_at_once_with_one_line(trakt, linked, queue, monkeypatch):
+    for _ in range(3):
+        linked(expires_in=EXPIRED)
+    calls = []
+
+    def broker_down(*args, **kwargs):
+        calls.append(args)
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379.\nConnection refused.")
+
+    monkeypatch.setattr(type(queue), "enqueue", broker_down)
+    with pytest.raises(CommandError) as stopped:
+        call_command("refresh_trakt_tokens", "--enqueue", stdout=StringIO(), stderr=StringIO())
+    assert stopped.value.returncode == 1 and len(calls) == 1  # not one try (and traceback) per link
+    message = str(stopped.value)
+    assert "\n" not in message and "ConnectionError" in message and "0 refresh tasks were enqueued" in message

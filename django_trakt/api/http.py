@@ -8,13 +8,16 @@ Cloudflare page. Nothing here logs a header or a body: those carry tokens.
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from allauth.socialaccount.adapter import get_adapter
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
@@ -183,6 +186,55 @@ def error_for_response(response: requests.Response) -> TraktAPIError:
     return _STATUS_ERRORS.get(status, TraktAPIError)(status, excerpt)
 
 
+#: Bytes asked of the socket per read of an answer's body.
+_READ_SIZE = 64 * 1024
+
+
+def request_within_deadline(
+    session: requests.Session, method: str, url: str, *, seconds: float, **kwargs: Any
+) -> requests.Response:
+    """Send one request whose answer, body included, must end within ``seconds`` in all.
+
+    requests' ``timeout`` bounds each socket operation, not the whole: an answer trickled a
+    byte at a time would hold the caller (a refresh, its claim, a stopping command) without
+    end. So the body is read here, each read allowed only what is left of the budget; past
+    it the request ends as a read timeout (``requests.ReadTimeout``). The response returned
+    holds its whole body, like a response read without ``stream``.
+    """
+    deadline = time.monotonic() + seconds
+    response = session.request(method, url, timeout=(seconds, seconds), stream=True, **kwargs)
+    raw = getattr(response, "raw", None)
+    if not isinstance(raw, urllib3.response.BaseHTTPResponse):
+        # A site's or a library's test double in place of requests' session (allauth's own
+        # provider tests are one): its answer is in memory already, nothing can trickle.
+        return response
+    try:
+        chunks = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise requests.ReadTimeout(f"the answer did not end within {seconds:g} seconds")
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(remaining)  # this read may take only what is left
+            chunk = raw.read1(_READ_SIZE, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as err:
+        response.close()
+        raise requests.ReadTimeout(err) from err
+    except urllib3.exceptions.HTTPError as err:
+        response.close()
+        raise requests.ConnectionError(err) from err
+    except BaseException:
+        response.close()
+        raise
+    raw.release_conn()  # read to the end: the connection can serve the next request
+    response.raw = io.BytesIO(b"".join(chunks))
+    return response
+
+
 @sensitive_variables()
 def send(
     method: str,
@@ -198,7 +250,8 @@ def send(
     """Send one request to Trakt and return its response.
 
     ``timeout`` (seconds) overrides the ``TIMEOUT`` setting, e.g. a shorter budget
-    for calls made while a page renders.
+    for calls made while a page renders. It bounds the whole request, body included
+    (:func:`request_within_deadline`).
 
     Raises :class:`TraktTimeout` / :class:`TraktTransportError` when Trakt cannot be
     reached, and (unless ``raise_for_status`` is false) the typed
@@ -207,16 +260,15 @@ def send(
     path = urlsplit(url).path
     session = _session()
     try:
-        response = session.request(
+        response = request_within_deadline(
+            session,
             method,
             url,
+            seconds=trakt_settings.TIMEOUT if timeout is None else timeout,
             headers=trakt_headers(client_id, access_token),
             json=json,
             params=params,
-            timeout=trakt_settings.TIMEOUT if timeout is None else timeout,
             allow_redirects=False,
-            # The body is read now, so the session's own adapters can be closed below.
-            stream=False,
         )
     except requests.ConnectTimeout as err:
         # Nothing reached Trakt: unlike a read timeout, this is safe to try again at once.

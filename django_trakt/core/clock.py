@@ -13,7 +13,12 @@ measure elapsed time, not a decision.
 
 from __future__ import annotations
 
+import threading
 import time
+
+#: Set while a command drains after SIGTERM/SIGINT: waits end at once, so a backoff or a
+#: 429's wait cannot hold a stopping process past its bound.
+_waits_cut_short = threading.Event()
 
 
 def now() -> float:
@@ -27,5 +32,13 @@ def monotonic() -> float:
 
 
 def sleep(seconds: float) -> None:
-    """Wait ``seconds`` (a wait Trakt asked for, or a backoff)."""
-    time.sleep(seconds)
+    """Wait ``seconds`` (a wait Trakt asked for, or a backoff); at once while :func:`cut_waits_short`."""
+    _waits_cut_short.wait(seconds)
+
+
+def cut_waits_short(cut: bool = True) -> None:
+    """End every :func:`sleep` now and until called again with ``cut=False`` (a draining process)."""
+    if cut:
+        _waits_cut_short.set()
+    else:
+        _waits_cut_short.clear()

@@ -37,14 +37,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_c
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from django_trakt.conf import get_trakt_app
 from django_trakt.core import clock
 from django_trakt.exceptions import TraktSiteMisconfigured
-from django_trakt.links import pending
+from django_trakt.links import durability, pending
 from django_trakt.links.locks import database_alias, has_row_locks
 from django_trakt.links.profile import USERNAME_LOOKUP
 from django_trakt.links.redirect_uri import refresh_redirect_uri
@@ -76,6 +77,14 @@ class BatchReport:
     sequential_reason: str = ""
     #: Grants of sign-ins left unfinished, revoked at Trakt by this run (django_trakt.links.pending).
     abandoned_revoked: int = 0
+    #: The run was asked to stop (``stop``): links after that were not started.
+    stopped: bool = False
+    #: Links passed over because the run was stopping (never sent to Trakt).
+    not_started: int = 0
+    #: Times the stream of due links was read again after a database error (a killed session).
+    stream_restarts: int = 0
+    #: Why the stream of due links ended early ("" if it did not): the rest wait for the next run.
+    stream_error: str = ""
 
     @property
     def refreshed(self) -> int:
@@ -137,16 +146,45 @@ def due_links(
     if user_ids is not None:
         links = links.filter(account__user_id__in=list(user_ids))
     if not force:
-        links = links.filter(expires_at__lte=timezone.now() + within)
+        # An unknown expiry is due: the refresh learns it.
+        links = links.filter(Q(expires_at__isnull=True) | Q(expires_at__lte=timezone.now() + within))
     return links.order_by("expires_at", "pk")
 
 
-def _stream(links: Any, limit: int | None) -> Generator[Candidate, None, None]:
+#: Times the stream of due links is read again after a database error before the run gives up on it.
+STREAM_RESTARTS = 5
+
+
+def _stream(links: Any, limit: int | None, report: BatchReport) -> Generator[Candidate, None, None]:
+    """The due links, each once, read again from the start after a database error.
+
+    A killed session (a failover, a PgBouncer restart) ends the server-side cursor under
+    it: the query runs again on a new connection, and links already handed out are skipped.
+    Still failing after :data:`STREAM_RESTARTS` tries, the error is noted in ``report``.
+    """
     rows = links.values_list("pk", "account_id", f"account__{USERNAME_LOOKUP}")
-    if limit is not None:
-        rows = rows[:limit]
-    for pk, account_id, username in rows.iterator(chunk_size=STREAM_CHUNK):
-        yield Candidate(pk, account_id, str(username or ""))
+    seen: set[int] = set()
+    for attempt in range(STREAM_RESTARTS + 1):
+        if attempt:
+            report.stream_restarts += 1
+        try:
+            # Closed here, never by the garbage collector (see refresh_due_tokens).
+            with contextlib.closing(rows.iterator(chunk_size=STREAM_CHUNK)) as stream:
+                for pk, account_id, username in stream:
+                    if pk in seen:
+                        continue
+                    if limit is not None and len(seen) >= limit:
+                        break
+                    seen.add(pk)
+                    yield Candidate(pk, account_id, str(username or ""))
+            report.stream_error = ""  # read to the end after all
+            return
+        except DatabaseError as err:
+            durability.reconnect_next_time(database_alias())
+            logger.warning("Reading the due Trakt links failed (%s); reading them again", err)
+            report.stream_error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            clock.sleep(min(2.0, 0.2 * 2**attempt))
+    logger.error("Reading the due Trakt links failed %s times; the rest wait for the next run", STREAM_RESTARTS + 1)
 
 
 def refresh_due_tokens(
@@ -159,6 +197,7 @@ def refresh_due_tokens(
     max_rate: float | None = None,
     dry_run: bool = False,
     on_result: Callable[[Candidate, RefreshResult | None], None] | None = None,
+    stop: threading.Event | None = None,
     **retry_options: Any,
 ) -> BatchReport:
     """Refresh every active link expiring within ``within`` (every one with ``force``).
@@ -166,7 +205,12 @@ def refresh_due_tokens(
     ``on_result`` is called from the calling thread after each link (``None`` as
     result in a dry run). ``retry_options`` go to
     :func:`~django_trakt.links.refresh.refresh_with_retries`.
+
+    ``stop`` (set from a signal handler, e.g. the command's SIGTERM): no refresh starts
+    after it is set, and no retry; those in flight finish (each is bounded by ``TIMEOUT``
+    and the store deadline), and the report says ``stopped``.
     """
+    stop = stop or threading.Event()
     user_ids = list(user_ids) if user_ids is not None else None
     # Site faults that can be told before any link is tried (no Site, no app).
     app = get_trakt_app()
@@ -186,11 +230,7 @@ def refresh_due_tokens(
     # cursor on PostgreSQL, and a stream left to the garbage collector closes that cursor
     # whenever the collector runs, possibly in the middle of another query on the same
     # connection, which then waits for itself forever.
-    # Closed on the way out, whatever ends the batch: the rows come from a server-side
-    # cursor on PostgreSQL, and a stream left to the garbage collector closes that cursor
-    # whenever the collector runs, possibly in the middle of another query on the same
-    # connection, which then waits for itself forever.
-    with contextlib.closing(_stream(links, limit)) as candidates:
+    with contextlib.closing(_stream(links, limit, report)) as candidates:
         if dry_run:
             for candidate in candidates:
                 if on_result:
@@ -202,17 +242,28 @@ def refresh_due_tokens(
         pause = Pause()
         max_retry_after = float(retry_options.get("max_retry_after", 30.0))
 
-        def refresh_one(candidate: Candidate) -> RefreshResult:
+        retry_options["should_stop"] = stop.is_set
+
+        def refresh_one(candidate: Candidate) -> RefreshResult | None:
+            if stop.is_set():
+                return None  # stopping: not started, nothing sent
             if (waiting := pause.remaining()) > 0:
                 # Not sent: Trakt said to wait longer than this run waits. The stored pair is untouched.
                 return RefreshResult(
                     Outcome.FAILED, None, f"deferred: Trakt asked to wait {waiting:.0f} more seconds (HTTP 429)"
                 )
             limiter.wait()
+            if stop.is_set():
+                return None
             try:
                 result = refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
             except TraktSiteMisconfigured:
                 raise
+            except DatabaseError as err:
+                # This thread's connection may be dead: the next link gets a new one.
+                durability.reconnect_next_time(database_alias())
+                logger.warning("Refreshing Trakt link %s failed on the database: %s", candidate.pk, err)
+                return RefreshResult(Outcome.FAILED, None, f"database error: {err}", retryable=True)
             except Exception as err:  # one broken row must not stop the batch
                 logger.exception("Unexpected error refreshing Trakt link %s", candidate.pk)
                 return RefreshResult(Outcome.FAILED, None, f"unexpected error: {type(err).__name__}")
@@ -224,7 +275,11 @@ def refresh_due_tokens(
                 pause.extend(result.retry_after)
             return result
 
-        def record(candidate: Candidate, result: RefreshResult) -> None:
+        def record(candidate: Candidate, result: RefreshResult | None) -> None:
+            if result is None:
+                report.stopped = True
+                report.not_started += 1
+                return
             report.counts[result.outcome] += 1
             if on_result:
                 on_result(candidate, result)
@@ -232,13 +287,18 @@ def refresh_due_tokens(
         if concurrency <= 1:
             # In the calling thread (and its database connection, transaction included).
             for candidate in candidates:
+                if stop.is_set():
+                    report.stopped = True
+                    break
                 record(candidate, refresh_one(candidate))
             return report
         # The first link alone: a fault of the site's configuration then stops the batch after
         # one request to Trakt, not one per worker.
         if (first := next(candidates, None)) is not None:
             record(first, refresh_one(first))
-        _run_threaded(candidates, refresh_one, record, concurrency)
+        _run_threaded(candidates, refresh_one, record, concurrency, stop)
+        if stop.is_set():
+            report.stopped = True
     return report
 
 
@@ -263,16 +323,18 @@ def sequential_reason() -> str:
 
 def _run_threaded(
     candidates: Iterator[Candidate],
-    refresh_one: Callable[[Candidate], RefreshResult],
-    record: Callable[[Candidate, RefreshResult], None],
+    refresh_one: Callable[[Candidate], RefreshResult | None],
+    record: Callable[[Candidate, RefreshResult | None], None],
     concurrency: int,
+    stop: threading.Event,
 ) -> None:
     """Refresh on ``concurrency`` worker threads, at most ``2 * concurrency`` links in flight
     (the stream is read as the work goes, never all at once); results are recorded in the
     calling thread, so ``on_result`` needs no locking.
 
     A site fault stops the batch: nothing more is submitted, what has not started is
-    cancelled, what is running finishes and is recorded, then the fault is raised.
+    cancelled, what is running finishes and is recorded, then the fault is raised. ``stop``
+    does the same without a fault.
     """
     alias = database_alias()
     worker_connections: list[Any] = []
@@ -285,10 +347,13 @@ def _run_threaded(
         connection.inc_thread_sharing()
         worker_connections.append(connection)
 
-    def collect(done: Iterable[Future[RefreshResult]], submitted: dict[Future[RefreshResult], Candidate]) -> None:
+    def collect(
+        done: Iterable[Future[RefreshResult | None]], submitted: dict[Future[RefreshResult | None], Candidate]
+    ) -> None:
         for future in done:
             candidate = submitted.pop(future)
             if future.cancelled():
+                record(candidate, None)
                 continue
             try:
                 result = future.result()
@@ -297,17 +362,19 @@ def _run_threaded(
                 continue
             record(candidate, result)
 
-    submitted: dict[Future[RefreshResult], Candidate] = {}
+    submitted: dict[Future[RefreshResult | None], Candidate] = {}
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="trakt-refresh", initializer=adopt_connection)
     try:
         for candidate in candidates:
+            if stop.is_set():
+                break
             submitted[pool.submit(refresh_one, candidate)] = candidate
             if len(submitted) >= 2 * concurrency:
                 done, _running = wait(submitted, return_when=FIRST_COMPLETED)
                 collect(done, submitted)
             if faults:
                 break
-        if faults:
+        if faults or stop.is_set():
             for future in submitted:
                 future.cancel()
         for future in as_completed(list(submitted)):

@@ -23,16 +23,17 @@ import enum
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import signals
-from django_trakt.api import oauth
+from django_trakt.api import http, oauth
 from django_trakt.api.tokens import TokenGrant
 from django_trakt.conf import get_trakt_app, trakt_settings
 from django_trakt.core import clock
@@ -41,6 +42,7 @@ from django_trakt.exceptions import (
     TraktError,
     TraktForbidden,
     TraktInvalidGrant,
+    TraktMalformedResponse,
     TraktRateLimited,
     TraktServerError,
     TraktSiteMisconfigured,
@@ -89,9 +91,9 @@ class RefreshResult:
 
 
 def is_due(token: TraktToken, margin: dt.timedelta, now: dt.datetime | None = None) -> bool:
-    """Whether ``token`` expires within ``margin``. An unknown expiry is never due."""
+    """Whether ``token`` expires within ``margin``. An unknown expiry is due: a refresh learns it."""
     if token.expires_at is None:
-        return False
+        return True
     return token.expires_at <= (now or timezone.now()) + margin
 
 
@@ -111,7 +113,11 @@ def refresh_token(
     that when another process has refreshed in the meantime, we use its new token
     instead of spending another refresh. ``app``: the Trakt app, to save a query per
     token in a batch. ``skip_locked``: a batch passes over a row another process is
-    refreshing right now (PostgreSQL) instead of queueing behind it; on demand we wait.
+    claiming right now (PostgreSQL) instead of queueing behind it; on demand we wait.
+
+    Inside a caller's transaction the refresh runs on a connection of its own (PostgreSQL),
+    or declines before anything is sent where it cannot have one (SQLite, whose writer lock
+    the caller's transaction may hold; a link the caller's transaction created or locked).
 
     Trakt is always given the full ``TIMEOUT``. Raises
     :class:`~django_trakt.exceptions.TraktSiteMisconfigured` (and flags nothing) when the
@@ -132,10 +138,8 @@ def refresh_token(
         unless_access_token_changed_from=unless_access_token_changed_from,
         skip_locked=skip_locked,
     )
-    if durability.in_callers_transaction() and has_row_locks():
-        result = _on_own_connection(pk, attempt)
-        if result is not None:
-            return result
+    if durability.in_callers_transaction(database_alias()):
+        return _outside_callers_transaction(pk, attempt)
     return attempt()
 
 
@@ -171,25 +175,59 @@ def on_own_connection(pk: int, work: Callable[[], RefreshResult], *, wait: float
     return result
 
 
-def _on_own_connection(pk: int, attempt: Callable[..., RefreshResult]) -> RefreshResult | None:
-    """Inside a caller's transaction: refresh on a connection of its own, whose commit is final.
+def _outside_callers_transaction(pk: int, attempt: Callable[..., RefreshResult]) -> RefreshResult:
+    """Inside a caller's transaction: refresh on a connection of its own, whose commits are final.
 
-    Then the caller's transaction never holds the row lock nor the new pair, so neither its
-    rollback nor another process waiting for the lock can meet the spent refresh token.
-    None when that connection cannot see or lock the row the caller sees (created in the
-    caller's uncommitted transaction, a ``TestCase`` included, or locked by it): then the
-    link lives and dies with the caller's transaction, and the refresh runs there, guarded.
+    The caller's transaction then never holds the claim nor the new pair, so its rollback
+    cannot lose them. Declined (nothing sent, the link as it was) where that is impossible:
+    on SQLite (the caller's transaction may hold the one writer lock), and for a link the other
+    connection cannot see or lock (created or locked in the caller's uncommitted transaction, a
+    ``TestCase``'s included): such a link lives and dies with the caller's transaction.
     """
+    if not has_row_locks():
+        return RefreshResult(Outcome.FAILED, None, DECLINED_SQLITE)
     # Bounded, so a caller can never hang on it: the lock wait, Trakt's answer and the save.
     result = on_own_connection(
-        pk, functools.partial(attempt, lock_wait=trakt_settings.TIMEOUT + 5), wait=3 * trakt_settings.TIMEOUT + 15
+        pk,
+        functools.partial(attempt, lock_wait=trakt_settings.TIMEOUT + 5),
+        wait=2 * trakt_settings.TIMEOUT + durability.STORE_DEADLINE + 15,
     )
     if result is None:
         return RefreshResult(Outcome.FAILED, None, "the refresh is taking too long; it goes on and stores its pair")
     unseen = result.token is None and result.outcome in (Outcome.NOT_DUE, Outcome.FAILED)
     if unseen and TraktToken.objects.filter(pk=pk).exists():
-        return None
+        return RefreshResult(Outcome.FAILED, None, DECLINED_UNCOMMITTED)
     return result
+
+
+#: Why a refresh asked for inside a caller's transaction sent nothing.
+DECLINED_SQLITE = "not refreshed inside a transaction on SQLite (nothing was sent to Trakt)"
+DECLINED_UNCOMMITTED = (
+    "not refreshed: the link is uncommitted or locked in the caller's transaction (nothing was sent to Trakt)"
+)
+
+
+@dataclass(frozen=True)
+class _Spend:
+    """The claim is committed: send this refresh token."""
+
+    token: TraktToken
+    refresh_value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A claim lapsed: its refresh may have been accepted. Check the link, send nothing."""
+
+    token: TraktToken
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    """The link was flagged in the claim's transaction: announce it once committed."""
+
+    token: TraktToken
+    error: TraktError
 
 
 @sensitive_variables()
@@ -204,60 +242,243 @@ def _refresh(
     skip_locked: bool,
     lock_wait: float | None = None,
 ) -> RefreshResult:
-    if not durability.settle_rescue(pk):
-        return RefreshResult(Outcome.FAILED, None, "the previous refresh's pair is still being stored", retryable=True)
-    rejected: TraktError | None = None
-    guard: durability.PairGuard | None = None
+    alias = database_alias()
+    owner = durability.claimant()
     try:
-        with transaction.atomic(using=database_alias()):
-            locked = lock_token(pk, skip_locked=skip_locked, wait=lock_wait)
-            if locked is None:
-                return RefreshResult(Outcome.NOT_DUE, None, "being refreshed elsewhere, or unlinked")
-            if locked.status in _FLAGGED:
-                return RefreshResult(Outcome.NEEDS_REAUTH, locked, "the user must sign in with Trakt again")
-            try:
-                if unless_access_token_changed_from is not None:
-                    if locked.access_token != unless_access_token_changed_from:
-                        return RefreshResult(Outcome.NOT_DUE, locked, "already refreshed by another process")
-                elif not force and not is_due(locked, margin):
-                    return RefreshResult(Outcome.NOT_DUE, locked, "not due")
-                refresh_value = locked.refresh_token
-            except TokenDecryptionError as err:
-                # A damaged ciphertext needs the user; a wrong key heals once the key is back.
-                outcome = Outcome.NEEDS_REAUTH if err.corrupted else Outcome.FAILED
-                return RefreshResult(outcome, locked, str(err))
-            previous = locked.refresh_token_encrypted
-            if not refresh_value:
-                rejected = TraktInvalidGrant(400, "", "no refresh token is stored")
-            else:
-                try:
-                    grant = _spend(app, refresh_value, redirect_uri)
-                except TraktInvalidGrant as err:
-                    rejected = err
-                except TraktSiteMisconfigured:
-                    raise
-                except TraktError as err:
-                    return _transient_failure(locked, err)
-                else:
-                    # From here on the pair exists only in memory until committed: the guard keeps it.
-                    guard = durability.guard_refreshed(locked, previous, grant)
-                    durability.store_refreshed(locked, guard)
-            if rejected is not None:
-                locked.status = TraktToken.Status.NEEDS_REAUTH
-                locked.last_error = _describe(rejected)
-                TraktToken.objects.filter(pk=pk).update(status=locked.status, last_error=locked.last_error)
+        with durability.own_transaction(alias):
+            step = _claim(
+                pk,
+                owner,
+                force=force,
+                margin=margin,
+                unless_access_token_changed_from=unless_access_token_changed_from,
+                skip_locked=skip_locked,
+                lock_wait=lock_wait,
+            )
     except DatabaseError as err:
-        return _after_database_error(pk, guard, err)
-    if guard is not None and not durability.in_callers_transaction():
-        # Committed (or, in a TestCase, as committed as a test allows).
-        guard.settle()
-    if rejected is not None:
-        logger.warning("Trakt rejected the refresh token of account %s: %s", locked.account_id, _describe(rejected))
-        signals.token_needs_reauthorization.send(sender=TraktToken, token=locked, reason=_describe(rejected))
-        return RefreshResult(Outcome.NEEDS_REAUTH, locked, _describe(rejected))
-    logger.info("Refreshed the Trakt token of account %s", locked.account_id)
-    signals.token_refreshed.send(sender=TraktToken, token=locked)
-    return RefreshResult(Outcome.REFRESHED, locked, "refreshed")
+        # Nothing was sent. The commit may have gone through before the error, though: drop
+        # a claim of ours on a new connection, so the link is not held for nothing.
+        durability.reconnect_next_time(alias)
+        durability.release(alias, pk, owner)
+        logger.warning("Refreshing Trakt link %s failed on the database: %s", pk, err)
+        return RefreshResult(Outcome.FAILED, None, f"database error: {err}", retryable=True)
+    if isinstance(step, RefreshResult):
+        return step
+    if isinstance(step, _Rejected):
+        return _flagged(step.token, step.error)
+    if isinstance(step, _Check):
+        return _check_lapsed_claim(step.token, app)
+    return _send_and_store(step, owner, app, redirect_uri)
+
+
+def _claim(
+    pk: int,
+    owner: str,
+    *,
+    force: bool,
+    margin: dt.timedelta,
+    unless_access_token_changed_from: str | None,
+    skip_locked: bool,
+    lock_wait: float | None,
+) -> RefreshResult | _Spend | _Check | _Rejected:
+    """Under the row lock: what to do with link ``pk``; when it is a refresh, claim it first."""
+    locked = lock_token(pk, skip_locked=skip_locked, wait=lock_wait)
+    if locked is None:
+        return RefreshResult(Outcome.NOT_DUE, None, "being refreshed elsewhere, or unlinked")
+    if locked.status in _FLAGGED:
+        return RefreshResult(Outcome.NEEDS_REAUTH, locked, "the user must sign in with Trakt again")
+    if durability.claim_stands(locked):
+        return RefreshResult(
+            Outcome.NOT_DUE, locked, f"its refresh token is claimed until {locked.refresh_claim_until:%Y-%m-%d %H:%M}"
+        )
+    if durability.claim_lapsed(locked):
+        return _Check(locked)
+    try:
+        if unless_access_token_changed_from is not None:
+            if locked.access_token != unless_access_token_changed_from:
+                return RefreshResult(Outcome.NOT_DUE, locked, "already refreshed by another process")
+        elif not force and not is_due(locked, margin):
+            return RefreshResult(Outcome.NOT_DUE, locked, "not due")
+        refresh_value = locked.refresh_token
+    except TokenDecryptionError as err:
+        # A damaged ciphertext needs the user; a wrong key heals once the key is back.
+        outcome = Outcome.NEEDS_REAUTH if err.corrupted else Outcome.FAILED
+        return RefreshResult(outcome, locked, str(err))
+    if not refresh_value:
+        return _flag(locked, TraktInvalidGrant(400, "", "no refresh token is stored"))
+    durability.claim(pk, owner, request_deadline=trakt_settings.TIMEOUT)
+    return _Spend(locked, refresh_value)
+
+
+@sensitive_variables()
+def _send_and_store(step: _Spend, owner: str, app: Any, redirect_uri: str) -> RefreshResult:
+    """The claim is committed: send the refresh token once, and store what Trakt answers."""
+    token, alias = step.token, database_alias()
+    try:
+        grant = _spend(app, step.refresh_value, redirect_uri)
+    except TraktInvalidGrant as err:
+        durability.release(alias, token.pk, owner, status=TraktToken.Status.NEEDS_REAUTH, last_error=_describe(err))
+        return _flagged(token, err)
+    except TraktSiteMisconfigured:
+        durability.release(alias, token.pk, owner)  # refused before the token was looked at
+        raise
+    except TraktError as err:
+        return _transient_failure(token, owner, err)
+    except BaseException:
+        # Unknown whether Trakt acted (an interrupt, a bug): the claim stands and lapses.
+        logger.exception("Refreshing Trakt link %s stopped after its refresh token was sent", token.pk)
+        raise
+    return _store(token, owner, grant)
+
+
+@sensitive_variables()
+def pair_columns(grant: TokenGrant, previous_refresh_ciphertext: str) -> dict[str, Any]:
+    """The column values that store ``grant`` (encrypted) as an active link, its claim cleared."""
+    holder = TraktToken(refresh_token_encrypted=previous_refresh_ciphertext)
+    holder.apply_grant(grant)
+    now = timezone.now()
+    return {
+        "access_token_encrypted": holder.access_token_encrypted,
+        "refresh_token_encrypted": holder.refresh_token_encrypted,
+        "token_type": holder.token_type,
+        "scope": holder.scope,
+        "expires_at": holder.expires_at,
+        "status": TraktToken.Status.ACTIVE,
+        "last_error": "",
+        "last_refreshed_at": now,
+        "updated_at": now,
+        **durability.NO_CLAIM,
+    }
+
+
+@sensitive_variables()
+def _store(token: TraktToken, owner: str, grant: TokenGrant) -> RefreshResult:
+    """Write the pair Trakt gave, over the refresh token it spent (compare-and-set).
+
+    Retried on a new connection until the store deadline. Over the spent token only, so it
+    never overwrites a newer sign-in; a link removed or signed in again meanwhile gets no
+    pair, and the new one is revoked at Trakt (nobody holds it).
+    """
+    alias = database_alias()
+    previous = token.refresh_token_encrypted
+    columns = pair_columns(grant, previous)
+
+    def write() -> bool:
+        return TraktToken.objects.filter(pk=token.pk, refresh_token_encrypted=previous).update(**columns) == 1
+
+    deadline = time.monotonic() + durability.STORE_DEADLINE
+    try:
+        what = f"Storing the pair of Trakt link {token.pk}"
+        written = durability.retrying(alias, write, deadline=deadline, what=what)
+        # A commit that reported an error may still have gone through: then the row holds our pair.
+        written = written or TraktToken.objects.filter(pk=token.pk, **{k: columns[k] for k in _PAIR}).exists()
+    except DatabaseError as err:
+        durability.reconnect_next_time(alias)
+        logger.error(
+            "The refreshed Trakt token of link %s could not be stored (%s); its claim stands, "
+            "and the link is checked once it lapses",
+            token.pk,
+            err,
+        )
+        return RefreshResult(Outcome.FAILED, token, f"the new pair could not be stored: {err}")
+    if not written:
+        logger.warning("Trakt link %s was removed or signed in again while it was refreshed", token.pk)
+        _revoke_orphan(grant)
+        return RefreshResult(Outcome.NOT_DUE, None, "unlinked or signed in again meanwhile; the new pair was revoked")
+    for name, value in columns.items():
+        setattr(token, name, value)
+    logger.info("Refreshed the Trakt token of account %s", token.account_id)
+    signals.token_refreshed.send(sender=TraktToken, token=token)
+    return RefreshResult(Outcome.REFRESHED, token, "refreshed")
+
+
+_PAIR = ("access_token_encrypted", "refresh_token_encrypted")
+
+
+@sensitive_variables()
+def _revoke_orphan(grant: TokenGrant) -> None:
+    # A live pair no link holds is a grant at Trakt the user cannot see from the site.
+    try:
+        app = get_trakt_app()
+        oauth.revoke_token(client_id=app.client_id, client_secret=app.secret, token=grant.access_token)
+    except TraktError as err:
+        logger.warning("Could not revoke a refreshed Trakt pair nobody holds: %s", err)
+
+
+def _check_lapsed_claim(token: TraktToken, app: Any) -> RefreshResult:
+    """A refresh sent this link's token and never stored an answer: check, never send it again.
+
+    Trakt may have accepted it (the new pair is then lost) or never seen it. The stored
+    access token decides what the link can still do: refused, the link is flagged for the
+    user to sign in again; accepted, the link goes on working until that token expires, its
+    claim extended until then (the refresh token's fate is unknown, so it is not sent), and
+    is flagged then.
+    """
+    alias, now = database_alias(), timezone.now()
+    sender = token.refresh_claimed_by.rsplit(" ", 1)[0]  # without its unique suffix
+    where = f"a refresh sent by {sender} at {token.refresh_claimed_at:%Y-%m-%d %H:%M:%S} UTC"
+    try:
+        http.get_user_settings(app.client_id, token.access_token)
+    except TraktUnauthorized:
+        reason = f"{where} never stored Trakt's answer, and Trakt no longer accepts the link's token"
+        columns: dict[str, Any] = {
+            "status": TraktToken.Status.NEEDS_REAUTH,
+            "last_error": reason,
+            **durability.NO_CLAIM,
+        }
+        verdict = RefreshResult(Outcome.NEEDS_REAUTH, token, reason)
+    except (TraktError, TokenDecryptionError) as err:
+        # Not known yet: the claim stays lapsed, and the link is checked again next time.
+        return RefreshResult(Outcome.FAILED, token, f"checking the link after an unfinished refresh failed: {err}")
+    else:
+        expires = token.expires_at if token.expires_at is not None and token.expires_at > now else None
+        until = expires or now + LAPSED_CHECK_AGAIN
+        reason = (
+            f"{where} never stored Trakt's answer; the access token still works and is used until "
+            f"{until:%Y-%m-%d %H:%M} UTC, the refresh token is not sent again"
+        )
+        columns = {"refresh_claim_until": until, "last_error": reason}
+        verdict = RefreshResult(Outcome.NOT_DUE, token, reason)
+    lapsed = TraktToken.objects.filter(
+        pk=token.pk,
+        refresh_claimed_by=token.refresh_claimed_by,
+        refresh_token_encrypted=token.refresh_token_encrypted,
+    )
+    try:
+        changed = durability.retrying(
+            alias,
+            lambda: lapsed.update(**columns) == 1,
+            deadline=time.monotonic() + durability.STORE_DEADLINE,
+            what=f"Recording the check of Trakt link {token.pk}",
+        )
+    except DatabaseError as err:
+        return RefreshResult(Outcome.FAILED, token, f"database error: {err}", retryable=True)
+    if not changed:
+        return RefreshResult(Outcome.NOT_DUE, None, "stored or signed in again meanwhile")
+    for name, value in columns.items():
+        setattr(token, name, value)
+    logger.warning("Trakt link %s: %s", token.pk, reason)
+    if verdict.outcome is Outcome.NEEDS_REAUTH:
+        signals.token_needs_reauthorization.send(sender=TraktToken, token=token, reason=reason)
+    return verdict
+
+
+#: A lapsed claim whose access token works but whose expiry is unknown is looked at again after this.
+LAPSED_CHECK_AGAIN = dt.timedelta(hours=1)
+
+
+def _flag(token: TraktToken, err: TraktError) -> _Rejected:
+    """Inside the claim's transaction: the link has no refresh token to send (announced after the commit)."""
+    TraktToken.objects.filter(pk=token.pk).update(status=TraktToken.Status.NEEDS_REAUTH, last_error=_describe(err))
+    return _Rejected(token, err)
+
+
+def _flagged(token: TraktToken, err: TraktError) -> RefreshResult:
+    token.status = TraktToken.Status.NEEDS_REAUTH
+    token.last_error = _describe(err)
+    logger.warning("Trakt rejected the refresh token of account %s: %s", token.account_id, token.last_error)
+    signals.token_needs_reauthorization.send(sender=TraktToken, token=token, reason=token.last_error)
+    return RefreshResult(Outcome.NEEDS_REAUTH, token, token.last_error)
 
 
 @sensitive_variables()
@@ -282,32 +503,25 @@ def _spend(app: Any, refresh_value: str, redirect_uri: str) -> TokenGrant:
         raise
 
 
-def _after_database_error(pk: int, guard: durability.PairGuard | None, err: DatabaseError) -> RefreshResult:
-    if guard is None:
-        # Nothing was sent to Trakt, or Trakt refused: no token was spent.
-        logger.warning("Refreshing Trakt link %s failed on the database: %s", pk, err)
-        return RefreshResult(Outcome.FAILED, None, f"database error: {err}", retryable=True)
-    # Trakt answered but the pair did not commit with the refresh: the guard has stored it
-    # again (or is doing so on its rescue thread).
-    durability.settle_rescue(pk)
-    stored = TraktToken.objects.filter(pk=pk).first()
-    if stored is not None and stored.refresh_token_encrypted == guard.columns["refresh_token_encrypted"]:
-        signals.token_refreshed.send(sender=TraktToken, token=stored)
-        return RefreshResult(Outcome.REFRESHED, stored, "refreshed (stored after a database error)")
-    return RefreshResult(Outcome.FAILED, stored, f"the new pair is being stored after a database error: {err}")
+def _transient_failure(token: TraktToken, owner: str, err: TraktError) -> RefreshResult:
+    """Trakt did not refresh, or may have: the stored pair stays exactly as it was.
 
-
-def _transient_failure(token: TraktToken, err: TraktError) -> RefreshResult:
-    # Only the diagnosis is written: the stored pair stays exactly as it was.
+    Where Trakt cannot have acted (a 5xx, a 429, nothing sent) the claim is released and the
+    failure may be retried at once. After a timeout or a garbled 200, Trakt may have rotated
+    the token already: the claim stands until it lapses, and the link is then checked.
+    """
     token.last_error = _describe(err)
-    TraktToken.objects.filter(pk=token.pk).update(last_error=token.last_error)
     logger.warning("Refreshing the Trakt token of account %s failed: %s", token.account_id, token.last_error)
+    if isinstance(err, (TraktTimeout, TraktMalformedResponse)):
+        try:
+            TraktToken.objects.filter(pk=token.pk, refresh_claimed_by=owner).update(last_error=token.last_error)
+        except DatabaseError:
+            durability.reconnect_next_time(database_alias())  # only the diagnosis is lost
+        return RefreshResult(Outcome.FAILED, token, token.last_error)
+    durability.release(database_alias(), token.pk, owner, last_error=token.last_error)
     if isinstance(err, TraktRateLimited):
         return RefreshResult(Outcome.FAILED, token, token.last_error, retry_after=err.retry_after)
-    # Retried at once only where Trakt cannot have acted on the request: a read timeout or
-    # a garbled 200 may mean Trakt rotated the token already, and the old one would be
-    # rejected; the next run (or page) tries again with whatever pair is stored by then.
-    retryable = isinstance(err, (TraktServerError, TraktTransportError)) and not isinstance(err, TraktTimeout)
+    retryable = isinstance(err, (TraktServerError, TraktTransportError))
     return RefreshResult(Outcome.FAILED, token, token.last_error, retryable=retryable)
 
 
@@ -324,21 +538,24 @@ def refresh_with_retries(
     server_error_retries: int = 2,
     backoff: float = 1.0,
     max_retry_after: float = 30.0,
-    sleep: Callable[[float], None] | None = None,
+    sleep: Callable[[float], object] | None = None,
     skip_locked: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RefreshResult:
     """:func:`refresh_token` for batch work: retry what is worth retrying.
 
     A 5xx or timeout is retried ``server_error_retries`` times with exponential
     backoff; a 429 is waited out when its ``Retry-After`` is at most
     ``max_retry_after`` seconds, else left for the next run. The row lock is not held
-    while waiting.
+    while waiting. Once ``should_stop()`` answers True (a draining batch), nothing is retried.
     """
     sleep = sleep or clock.sleep
     attempt = 0
     while True:
         result = refresh_token(token, force=force, within=within, app=app, skip_locked=skip_locked)
         if result.outcome is not Outcome.FAILED or result.token is None:
+            return result
+        if should_stop is not None and should_stop():
             return result
         if result.retry_after is not None:
             if result.retry_after > max_retry_after or attempt >= server_error_retries:
@@ -347,6 +564,8 @@ def refresh_with_retries(
         elif attempt < server_error_retries and result.retryable:
             sleep(backoff * (2**attempt))
         else:
+            return result
+        if should_stop is not None and should_stop():
             return result
         attempt += 1
 

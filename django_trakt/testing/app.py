@@ -71,6 +71,8 @@ class Response:
     status: int
     body: bytes = b""
     headers: Headers = dataclasses.field(default_factory=list)
+    #: Served over HTTP one byte every this many seconds (0: at once).
+    trickle: float = 0.0
 
 
 def json_response(status: int, document: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
@@ -235,7 +237,19 @@ class TraktApp:
         request.recorded.status = response.status
         headers = [*response.headers, ("Content-Length", str(len(response.body)))]
         start_response(status_line(response.status), headers)
-        return [b"" if request.method == "HEAD" else response.body]
+        if request.method == "HEAD":
+            return [b""]
+        if response.trickle and not request.inprocess:
+            return self._trickled(response.body, response.trickle)
+        return [response.body]
+
+    @staticmethod
+    def _trickled(body: bytes, interval: float) -> Iterable[bytes]:
+        # One byte at a time, ``interval`` apart: an answer that never times out a single read.
+        for index in range(len(body)):
+            if index:
+                time.sleep(interval)
+            yield body[index : index + 1]
 
     def respond(self, request: Request) -> Response:
         """Injected failure, else route; unexpected errors become a logged 500."""
@@ -247,6 +261,10 @@ class TraktApp:
                     raise EmulatedTimeout(request.path)
                 time.sleep(self.emulator.timeout_sleep)
                 return html_response(504, pages.message_page("Gateway time-out", "The origin did not answer."))
+            if failure.kind == "trickle":
+                # Trakt acts on the request at once; its answer comes a byte at a time.
+                response = self._route(request)
+                return dataclasses.replace(response, trickle=failure.delay)
             if failure.kind == "slow":
                 # Trakt acts on the request at once; only its answer is late.
                 response = self._route(request)

@@ -147,6 +147,10 @@ class TraktEmulator:
         #: When set, going over the limit is answered by Cloudflare's edge rule instead of
         #: the API: ``429``, an HTML page, ``Retry-After: 300``, no ``X-Ratelimit`` (#909, #922).
         self.cloudflare_burst = False
+        #: Opt-in: a refresh token presented again after it was spent revokes its whole grant
+        #: (every pair refreshed from the same authorization), as RFC 9700 §4.14.2 recommends
+        #: and Trakt's new auth stack may do. Off: the reuse is only refused (today's Trakt).
+        self.revoke_grant_on_reuse = False
 
         self.app = TraktApp(self)
 
@@ -651,6 +655,11 @@ class TraktEmulator:
                 reason=reason,
             )
             self.refresh_events.append(event)
+            if reason == "reused" and self.revoke_grant_on_reuse and pair is not None:
+                # RFC 9700 §4.14.2: a refresh token presented twice means one copy is in the
+                # wrong hands; the server revokes every token of that grant.
+                revoked = self._revoke_grant(pair)
+                logger.info("Refresh token reused: %s tokens of its grant revoked", revoked)
             if reason:
                 logger.info("Refresh rejected (%s) for client %s", reason, app.client_id)
                 if reason == "legacy":
@@ -660,9 +669,20 @@ class TraktEmulator:
             assert pair is not None
             pair.superseded = True
             new_pair = self._new_pair(pair.user, app.client_id, scope=pair.scope)
+            new_pair.grant_id = pair.grant_id or id(pair)
+            pair.grant_id = new_pair.grant_id
             event.new_refresh_token = new_pair.refresh_token
         logger.debug("Tokens refreshed: user %s, client %s", pair.user.username, app.client_id)
         return new_pair.as_response()
+
+    def _revoke_grant(self, pair: TokenPair) -> int:
+        """Revoke every pair refreshed from the same authorization as ``pair``; how many were live."""
+        grant_id = pair.grant_id or id(pair)
+        family = [p for p in self._access.values() if p is pair or (p.grant_id and p.grant_id == grant_id)]
+        live = sum(1 for p in family if self._live(p))
+        for member in family:
+            member.revoked = True
+        return live
 
     def refresh_count(
         self,
@@ -933,6 +953,16 @@ class TraktEmulator:
         its timeout) although the request took effect: a refresh rotated the token.
         """
         return self._queue(path_regex, method, times, kind="slow", delay=float(seconds))
+
+    def trickle_next(
+        self, path_regex: str | re.Pattern[str], interval: float, *, times: int = 1, method: str | None = None
+    ) -> Failure:
+        """Requests Trakt acts on at once but answers one byte every ``interval`` seconds (over HTTP).
+
+        No single read waits long, so a per-read timeout never fires: only a deadline for
+        the whole answer ends it. In-process the answer comes at once.
+        """
+        return self._queue(path_regex, method, times, kind="trickle", delay=float(interval))
 
     def disable_app(self, client_id: str) -> None:
         """Trakt disabled or deleted this app: every request naming it gets a 403.

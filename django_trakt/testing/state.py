@@ -138,6 +138,9 @@ class TokenPair:
     refresh_expires_at: float
     revoked: bool = False
     superseded: bool = False
+    #: Shared by the pairs refreshed from one authorization (0: the first pair; see
+    #: ``TraktEmulator.revoke_grant_on_reuse``).
+    grant_id: int = 0
     #: What the user granted (Trakt adds ``public offline_access`` to a request naming none).
     scope: str = "public offline_access"
 

@@ -8,24 +8,40 @@ site's task queue (``TRAKT_TASK_BACKEND``) and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
 
 from django_trakt.conf import trakt_settings
+from django_trakt.core import clock
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
 from django_trakt.links.batch import Candidate, refresh_due_tokens, sequential_reason
 from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
-from django_trakt.management.base import TraktCommand, usage_error
+from django_trakt.management.base import TraktCommand, one_line, usage_error
+from django_trakt.models import TraktToken
 
 #: Exit status when the site's configuration stops the run (1: some links failed and are
 #: retried on the next run; 2: a bad option).
 SITE_FAULT_STATUS = 3
+
+#: Exit status of a run stopped by SIGTERM or SIGINT after draining (the summary says what
+#: was done; links not started wait for the next run).
+STOPPED_STATUS = 4
+
+#: The longest a stopped run takes to exit with the default ``TIMEOUT`` (10 s): the refreshes
+#: in flight get their request's deadline (``TIMEOUT``) plus the store deadline (10 s), and a
+#: little for the summary. Below systemd's 90 s and Kubernetes' 30 s grace periods.
+DRAIN_BOUND_HELP = "TIMEOUT + 12 seconds (22 s by default)"
 
 _DURATION = re.compile(r"^\s*(?:(?P<d>\d+)d)?\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m)?\s*(?:(?P<s>\d+)s?)?\s*$")
 
@@ -65,20 +81,58 @@ def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
     return convert
 
 
+#: The longest ``--within``: ten years is "every link" for any real site, and a margin must
+#: still give a date once added to now.
+MAX_WITHIN = dt.timedelta(days=3660)
+
+
 def _duration(value: str) -> dt.timedelta:
     """The argparse ``type=`` of ``--within``: :func:`parse_duration`, with a usage message."""
     try:
-        return parse_duration(value)
+        duration = parse_duration(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a duration such as 6h, 90m, 1d or 3600 (seconds), not {value!r}."
         ) from None
     except OverflowError:  # timedelta's limit (999999999 days)
-        raise argparse.ArgumentTypeError(f"{value!r} is too long a duration.") from None
+        duration = MAX_WITHIN + dt.timedelta(days=1)
+    if duration > MAX_WITHIN:
+        raise argparse.ArgumentTypeError(f"{value!r} is too long a duration (at most {MAX_WITHIN.days}d).")
+    return duration
+
+
+@contextlib.contextmanager
+def _draining_on_signals(stop: threading.Event, announce: Callable[[int], None]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT set ``stop`` (the batch then drains) instead of
+    killing the process; the previous handlers are put back afterwards. Outside the main
+    thread (``call_command`` from a thread) signals cannot be handled, and nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            stop.set()
+            clock.cut_waits_short()  # a backoff or a 429's wait must not outlast the bound
+            announce(signum)
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        clock.cut_waits_short(False)
 
 
 class Command(TraktCommand):
-    help = "Refresh the Trakt tokens that expire soon (run it on a schedule, e.g. hourly)."
+    help = (
+        "Refresh the Trakt tokens that expire soon (run it on a schedule, e.g. hourly). "
+        "Exit status: 0 done, 1 some links failed (retried on the next run), 2 bad option, "
+        f"3 the site's configuration stopped the run, {STOPPED_STATUS} stopped by SIGTERM/SIGINT: "
+        "no refresh starts after the signal, those in flight finish, the summary is printed, "
+        f"within {DRAIN_BOUND_HELP}."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -128,18 +182,23 @@ class Command(TraktCommand):
             return
         if options["concurrency"] > 1 and (reason := sequential_reason()) and self.verbosity >= 1:
             self.stderr.write(f"Note: {reason}.")
+        stop = threading.Event()
         try:
-            report = refresh_due_tokens(
-                within=options["within"],
-                force=options["force"],
-                user_ids=user_ids,
-                limit=options["limit"],
-                concurrency=options["concurrency"],
-                max_rate=options["max_rate"],
-                dry_run=options["dry_run"],
-                max_retry_after=options["max_retry_after"],
-                on_result=self._on_result,
-            )
+            with _draining_on_signals(stop, self._stopping):
+                report = refresh_due_tokens(
+                    within=options["within"],
+                    force=options["force"],
+                    user_ids=user_ids,
+                    limit=options["limit"],
+                    concurrency=options["concurrency"],
+                    max_rate=options["max_rate"],
+                    dry_run=options["dry_run"],
+                    max_retry_after=options["max_retry_after"],
+                    on_result=self._on_result,
+                    stop=stop,
+                )
+        except DatabaseError as err:
+            raise CommandError(f"Stopped by a database error: {one_line(str(err))}", returncode=1) from err
         except TraktSiteMisconfigured as err:
             # Every link would fail the same way, and none is flagged for it: fix, run again.
             raise CommandError(
@@ -159,9 +218,43 @@ class Command(TraktCommand):
         )
         if report.abandoned_revoked:
             summary += f"; {report.abandoned_revoked} abandoned sign-ins revoked at Trakt"
+        self._name_key_problems()
+        if report.stopped:
+            self.stdout.write(summary)
+            raise CommandError(
+                f"Stopped by a signal: {report.not_started} links not started; the rest wait for the next run.",
+                returncode=STOPPED_STATUS,
+            )
+        if report.stream_error:
+            raise CommandError(
+                f"{summary}. The list of due links was cut short by a database error "
+                f"({one_line(report.stream_error)}); the rest wait for the next run.",
+                returncode=1,
+            )
         if report.failed:
             raise CommandError(f"{summary}. Failed links are retried on the next run.", returncode=1)
         self.stdout.write(self.style.SUCCESS(summary))
+
+    def _stopping(self, signum: int) -> None:
+        self.stderr.write(
+            f"{signal.Signals(signum).name}: finishing the refreshes in flight (at most {DRAIN_BOUND_HELP}), "
+            "starting no more."
+        )
+
+    def _name_key_problems(self) -> None:
+        """Every run, not only the one that flagged them: links no configured key decrypts."""
+        if self.verbosity < 1:
+            return
+        flagged = Counter(
+            TraktToken.objects.filter(status__in=TraktToken.DECRYPTION_FLAGS).values_list("status", flat=True)
+        )
+        if unreadable := flagged[TraktToken.Status.UNREADABLE]:
+            self.stderr.write(
+                f"{unreadable} links cannot be decrypted with TRAKT_TOKEN_KEYS: put the removed key back "
+                "(they heal on the next run)."
+            )
+        if corrupted := flagged[TraktToken.Status.CORRUPTED]:
+            self.stderr.write(f"{corrupted} links hold damaged ciphertext: those users must sign in with Trakt again.")
 
     def _enqueue(self, options: dict[str, Any], user_ids: list[int] | None) -> None:
         from django_trakt import tasks
@@ -179,6 +272,8 @@ class Command(TraktCommand):
             )
         except TraktConfigurationError as err:
             raise CommandError(str(err), returncode=SITE_FAULT_STATUS) from err
+        except tasks.QueueUnavailable as err:
+            raise CommandError(f"Stopped: {one_line(str(err))}.", returncode=1) from err
         self.stdout.write(self.style.SUCCESS(f"{enqueued} refresh tasks enqueued on {trakt_settings.TASK_BACKEND!r}."))
 
     def _user_ids(self, references: list[str]) -> list[int]:
