@@ -1,6 +1,6 @@
 """The package's layers, as docs/design.md draws them: no import runs from a lower layer up.
 
-    site   the allauth contract and Django's conventions (provider, views, device_views,
+    site   the allauth contract and Django's conventions (provider, views, device/,
            urls, site_urls, admin, checks, apps, management/, ...)
     pages  what pages show: watchlists, images, their views, the template tags
     links  the link lifecycle: the stored tokens (models), crypto, refresh, batch, ...

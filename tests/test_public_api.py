@@ -129,7 +129,7 @@ def test_the_package_uses_nothing_private_of_allauth_or_django():
 
 def test_the_package_has_the_modules_the_rule_must_cover():
     names = {path.relative_to(PACKAGE).as_posix() for path in _modules()}
-    assert {"device_views.py", "api/http.py", "admin.py", "templatetags/trakt.py", "testing/emulator.py"} <= names
+    assert {"device/views.py", "api/http.py", "admin.py", "templatetags/trakt.py", "testing/emulator.py"} <= names
 
 
 @pytest.mark.parametrize(

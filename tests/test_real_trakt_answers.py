@@ -214,7 +214,7 @@ def test_device_poll_403_of_a_deleted_app_ends_the_flow_with_a_message_for_the_o
     trakt.disable_app(settings.TRAKT_CLIENT_ID)  # Trakt deleted the idle app (trakt/trakt-api#691)
     clock.advance(trakt.device_interval)
 
-    with caplog.at_level(logging.ERROR, logger="django_trakt.device_views"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.device.approval"):
         answer = client.post(POLL, headers=JSON).json()
 
     assert answer["status"] == "app_refused" and answer["final"] is True
@@ -243,7 +243,7 @@ def test_device_poll_cloudflare_403_with_a_working_app_keeps_trying(client, memb
 
 def test_device_start_with_a_deleted_app_says_so_and_logs_an_error(client, member, trakt, caplog):
     trakt.disable_app(settings.TRAKT_CLIENT_ID)
-    with caplog.at_level(logging.ERROR, logger="django_trakt.device_views"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.device.approval"):
         response = client.post(START)
     assert response.status_code == 503
     assert "deleted or disabled at Trakt" in response.content.decode()
