@@ -118,7 +118,7 @@ def settings_problems(document: Any) -> list[str]:
     for key in ("private", "vip", "vip_ep"):
         _expect(problems, document, f"user.{key}", lambda value: isinstance(value, bool), "a boolean")
     _expect(problems, document, "user.joined_at", _is_datetime, "an ISO timestamp")
-    # The avatar the site stores a copy of (with or without a scheme: images.normalize_source).
+    # The avatar the site stores a copy of (with or without a scheme: image_sources.normalize_source).
     _expect(problems, document, "user.images.avatar.full", _is_text, "a non-empty string")
     # Required by the contract; the app does not store them, but their absence means the
     # document is not the one the contract describes.
