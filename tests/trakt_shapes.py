@@ -10,7 +10,7 @@ and check only what the app reads:
 - ``users/schema/response/settingsResponseSchema.ts`` (``provider.extract_uid``,
   ``provider.EXTRA_DATA_FIELDS``, the avatar);
 - ``_internal/response/listedMediaResponseSchema.ts`` via ``sync`` watchlist
-  (``watchlist._item``), ``?extended=images`` included;
+  (``watchlist_items.item_from_document``), ``?extended=images`` included;
 - ``sync/schema/response/lastActivitiesResponseSchema.ts`` (``watchlist._activity_marker``).
 
 They run in the normal suite against recorded documents (``tests/fixtures/trakt/``) and
@@ -142,7 +142,7 @@ def _image_problems(problems: list[str], media: dict[str, Any], where: str) -> N
 
 
 def watchlist_problems(items: Any) -> list[str]:
-    """``GET /sync/watchlist/{type}/{sort_by}/{sort_how}``: what ``watchlist._item`` reads."""
+    """``GET /sync/watchlist/{type}/{sort_by}/{sort_how}``: what ``watchlist_items.item_from_document`` reads."""
     if not isinstance(items, list):
         return ["the watchlist answer is not a list"]
     problems: list[str] = []
