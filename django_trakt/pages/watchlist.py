@@ -25,7 +25,8 @@ Caching (Django's cache framework, alias ``TRAKT_CACHE``):
 
 Budgets (the site must never become an amplifier that gets its Trakt app banned,
 :mod:`django_trakt.pages.page_budget`): every request sent to Trakt from here is first
-counted, in the cache, against a budget per window of ``TRAKT_PAGE_CALL_PERIOD`` seconds. Public lists share one site-wide budget
+counted, in the cache, against a budget per window of ``TRAKT_PAGE_CALL_PERIOD`` seconds.
+Public lists share one site-wide budget
 (``TRAKT_PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's
 own lists have a budget per user (``TRAKT_PAGE_USER_CALL_BUDGET``: Trakt counts those
 against the user's token). A spent budget, or a cache that cannot count, means no call:
