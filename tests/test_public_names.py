@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from django_trakt import exceptions
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _is_error_class(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, exceptions.TraktError)
+
 
 #: Public module -> the names a site may import from it. A module with ``__all__`` must list
 #: exactly these; a URLconf has none (a site includes it).
@@ -29,31 +36,8 @@ PUBLIC: dict[str, frozenset[str]] = {
         {"Outcome", "RefreshResult", "refresh_due_tokens", "refresh_token", "revoke_at_trakt", "rotate_keys", "unlink"}
     ),
     "django_trakt.redirect_uri": frozenset({"trakt_callback_url", "trakt_callback_url_for_host"}),
-    "django_trakt.exceptions": frozenset(
-        {
-            "ImageRefused",
-            "TokenDecryptionError",
-            "TraktAPIError",
-            "TraktAccountLimit",
-            "TraktAccountLocked",
-            "TraktConfigurationError",
-            "TraktError",
-            "TraktForbidden",
-            "TraktInvalidGrant",
-            "TraktMalformedResponse",
-            "TraktNotFound",
-            "TraktNotLinked",
-            "TraktRateLimited",
-            "TraktReauthorizationRequired",
-            "TraktRefreshFailed",
-            "TraktServerError",
-            "TraktSiteMisconfigured",
-            "TraktTimeout",
-            "TraktTransportError",
-            "TraktUnauthorized",
-            "TraktVIPOnly",
-        }
-    ),
+    # Every class of the one exception tree (see test_the_exception_tree_is_public_whole).
+    "django_trakt.exceptions": frozenset(name for name, value in vars(exceptions).items() if _is_error_class(value)),
     "django_trakt.signals": frozenset({"link_revoked", "token_needs_reauthorization", "token_refreshed"}),
     "django_trakt.account_adapter": frozenset({"TraktAccountAdapter", "TraktAccountAdapterMixin"}),
     "django_trakt.models": frozenset({"TraktToken"}),
@@ -116,6 +100,12 @@ def test_each_public_module_exports_exactly_its_names():
             assert set(declared) == names, module_name
         missing = [name for name in names if not hasattr(module, name)]
         assert missing == [], f"{module_name} lacks {missing}"
+
+
+def test_the_exception_tree_is_public_whole():
+    # A site catches TraktError or any class below it: every one is public, and no other name.
+    assert "TraktError" in PUBLIC["django_trakt.exceptions"]
+    assert len(PUBLIC["django_trakt.exceptions"]) == len(exceptions.__all__) > 15
 
 
 def test_public_modules_are_short():

@@ -248,12 +248,9 @@ def poll(request: HttpRequest, flow: CodeFlow) -> PollAnswer:
     if now >= pending.expires_at:
         drop(request, flow)
         return PollAnswer(PollStatus.EXPIRED, FINAL_MESSAGES[DeviceStatus.EXPIRED], final=True)
-    finished = pending.catch_up()
-    if finished is not None:
-        drop(request, flow)
-        return finished
-    if now < pending.next_poll_at:
-        return pending.repeat(now)
+    answered = _answered_without_trakt(request, flow, pending, now)
+    if answered is not None:
+        return answered
     try:
         app = get_trakt_app(request)
     except TraktConfigurationError:
@@ -270,12 +267,9 @@ def poll(request: HttpRequest, flow: CodeFlow) -> PollAnswer:
         return outcome
     try:
         # Read again under the lock: the poll that held it before may have just asked Trakt.
-        finished = pending.catch_up()
-        if finished is not None:
-            drop(request, flow)
-            return finished
-        if now < pending.next_poll_at:
-            return pending.repeat(now)
+        answered = _answered_without_trakt(request, flow, pending, now)
+        if answered is not None:
+            return answered
         spent = sign_in_budgets.spend(sign_in_budgets.CODE_POLLS, flow.client(request))
         if not spent.allowed:
             # No call: the code is kept as it was and may be polled once the budget refills.
@@ -296,6 +290,19 @@ def poll(request: HttpRequest, flow: CodeFlow) -> PollAnswer:
         return outcome
     finally:
         release_lock(lock_key, ticket)
+
+
+def _answered_without_trakt(
+    request: HttpRequest, flow: CodeFlow, pending: PendingCode, now: float
+) -> PollAnswer | None:
+    """Another request's final answer, or the last answer repeated when it is too early; None: ask Trakt."""
+    finished = pending.catch_up()
+    if finished is not None:
+        drop(request, flow)
+        return finished
+    if now < pending.next_poll_at:
+        return pending.repeat(now)
+    return None
 
 
 def _ask_trakt(request: HttpRequest, flow: CodeFlow, app: Any, pending: PendingCode, now: float) -> PollAnswer:
