@@ -32,3 +32,6 @@ class TraktAccountAdapterMixin:
 
 class TraktAccountAdapter(TraktAccountAdapterMixin, DefaultAccountAdapter):
     """allauth's default account adapter, with :class:`TraktAccountAdapterMixin`."""
+
+
+__all__ = ["TraktAccountAdapter", "TraktAccountAdapterMixin"]

@@ -9,6 +9,13 @@ class DjangoTraktConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django_trakt.conf import trakt_settings
+        from django_trakt.core import cache
+
+        # core/ sits below the settings: it is told how to read TRAKT_CACHE (at run time, so
+        # override_settings and per-environment settings apply), never imports conf.
+        cache.read_alias_with(lambda: trakt_settings.CACHE)
+
         # Imported for their side effects: registering system checks and receivers, and (tasks)
         # installing the dispatcher that hands work to the site's queue
         # (django_trakt.core.dispatch); without a task backend it hands over nothing.

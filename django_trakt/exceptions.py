@@ -155,3 +155,28 @@ class TraktNotLinked(TraktError):
 
 class TraktReauthorizationRequired(TraktError):
     """The user's Trakt link can no longer be used until they sign in with Trakt again."""
+
+
+__all__ = [
+    "ImageRefused",
+    "TokenDecryptionError",
+    "TraktAPIError",
+    "TraktAccountLimit",
+    "TraktAccountLocked",
+    "TraktConfigurationError",
+    "TraktError",
+    "TraktForbidden",
+    "TraktInvalidGrant",
+    "TraktMalformedResponse",
+    "TraktNotFound",
+    "TraktNotLinked",
+    "TraktRateLimited",
+    "TraktReauthorizationRequired",
+    "TraktRefreshFailed",
+    "TraktServerError",
+    "TraktSiteMisconfigured",
+    "TraktTimeout",
+    "TraktTransportError",
+    "TraktUnauthorized",
+    "TraktVIPOnly",
+]

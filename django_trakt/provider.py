@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.core.ratelimit import respond_429
@@ -94,12 +94,21 @@ class TraktProvider(OAuth2Provider):
     supports_token_authentication = True
 
     def sociallogin_from_response(self, request: HttpRequest, response: Any) -> SocialLogin:
-        sociallogin = super().sociallogin_from_response(request, response)
+        plain = super().sociallogin_from_response(request, response)
         # allauth builds a plain SocialLogin (its class is not configurable); ours only adds a
-        # guard to lookup and no state, so the same object takes our class (see
-        # views.TraktSocialLogin: why, and what it refuses).
-        sociallogin.__class__ = TraktSocialLogin
-        guarded = cast(TraktSocialLogin, sociallogin)
+        # guard to lookup (see views.TraktSocialLogin: why, and what it refuses). It is built
+        # with SocialLogin's public constructor from what allauth's method filled in, the
+        # attributes that constructor takes (and the state, set afterwards by allauth too).
+        guarded = TraktSocialLogin(
+            user=plain.user,
+            account=plain.account,
+            token=plain.token,
+            email_addresses=plain.email_addresses,
+            provider=plain.provider,
+            phone=plain.phone,
+            phone_verified=plain.phone_verified,
+        )
+        guarded.state = plain.state
         guarded.trakt_request = request
         return guarded
 

@@ -2,7 +2,7 @@
 
 Some requests reach Trakt before anyone is signed in: allauth's headless provider-token
 sign-in asks ``/users/settings`` whose token an app sent (``provider.verify_token``), and
-the sign-in by code asks Trakt for codes and polls them (``device_flow``, for the headless
+the sign-in by code asks Trakt for codes and polls them (``device.flow``, for the headless
 API and the device pages). Each is a call on the site's Trakt app, and Trakt bans apps that
 send bursts; a script must not be able to spend the app's limit by sending such requests.
 
@@ -56,7 +56,7 @@ class Budget:
 #: once is a site under attack.
 TOKEN_CHECKS = Budget("token_checks", per_client=10, site_wide=100, period=300)
 #: Codes asked for (``POST /oauth/device/code``), the pages' and the headless API's together.
-#: Per client: ``TRAKT_DEVICE_START_LIMIT`` per ``TRAKT_DEVICE_START_PERIOD`` (device_flow).
+#: Per client: ``TRAKT_DEVICE_START_LIMIT`` per ``TRAKT_DEVICE_START_PERIOD`` (device.flow).
 #: Site-wide, 30 in five minutes: a code is someone at a TV, reading it out.
 CODE_STARTS = Budget("code_starts", per_client=None, site_wide=30, period=300)
 #: Polls of codes (``POST /oauth/device/token``). One code polled at Trakt's interval (5 s)

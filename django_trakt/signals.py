@@ -12,3 +12,5 @@ from django.dispatch import Signal
 token_refreshed = Signal()
 token_needs_reauthorization = Signal()
 link_revoked = Signal()
+
+__all__ = ["link_revoked", "token_needs_reauthorization", "token_refreshed"]

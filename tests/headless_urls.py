@@ -10,7 +10,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("accounts/", include(build_provider_urlpatterns())),
-    # Sign in by code (django_trakt.headless_urls), beside allauth's own headless URLs.
-    path("_allauth/", include("django_trakt.headless_urls")),
+    # Sign in by code (django_trakt.device.headless_urls), beside allauth's own headless URLs.
+    path("_allauth/", include("django_trakt.device.headless_urls")),
     path("_allauth/", include("allauth.headless.urls")),
 ]

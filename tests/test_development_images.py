@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.checks import run_checks
 from django.urls import reverse
 
-from django_trakt.pages import images
+from django_trakt.pages import image_fetch, image_sources, images
 from django_trakt.testing import TraktEmulator
 from django_trakt.testing.documents import scheme_less
 from django_trakt.testing.images import avatar_png, poster_png
@@ -61,7 +61,7 @@ def test_the_local_trakts_poster_is_fetched_stored_and_served(client, local_trak
 
 
 def test_the_local_trakts_avatar_is_fetched_with_its_full_url(local_trakt):
-    assert images.fetch_image(f"{local_trakt}/images/avatars/demo.png") == (avatar_png("demo"), "image/png")
+    assert image_fetch.fetch_image(f"{local_trakt}/images/avatars/demo.png") == (avatar_png("demo"), "image/png")
 
 
 def test_without_debug_the_local_trakt_is_refused_as_before(client, settings, local_trakt):
@@ -69,7 +69,7 @@ def test_without_debug_the_local_trakt_is_refused_as_before(client, settings, lo
     source = f"{local_trakt}/images/posters/{POSTER}.png"
     assert images.poster_token(source) == ""
     with pytest.raises(images.ImageRefused, match="scheme 'http' refused"):
-        images.fetch_image(source)
+        image_fetch.fetch_image(source)
 
 
 @pytest.mark.parametrize(
@@ -84,16 +84,16 @@ def test_without_debug_the_local_trakt_is_refused_as_before(client, settings, lo
 )
 def test_only_the_trusted_origin_itself_is_let_through(local_trakt, change):
     url = change(local_trakt) + f"/images/posters/{POSTER}.png"
-    assert images.development_origin(url) is None
+    assert image_sources.development_origin(url) is None
     with pytest.raises(images.ImageRefused):
-        images.fetch_image(url)
+        image_fetch.fetch_image(url)
 
 
 def test_a_trusted_origin_does_not_open_loopback_to_other_hosts(settings):
     settings.TRAKT_IMAGE_HOSTS = ["walter-r2.trakt.tv"]
     settings.TRAKT_IMAGE_RESOLVER = lambda host: ["127.0.0.1"]  # an image host that resolves to loopback
     with pytest.raises(images.ImageRefused, match="non-public address"):
-        images.fetch_image("https://walter-r2.trakt.tv/images/p.png")
+        image_fetch.fetch_image("https://walter-r2.trakt.tv/images/p.png")
 
 
 def test_deploy_check_refuses_the_setting(settings):
@@ -115,4 +115,4 @@ def test_a_malformed_setting_is_reported(settings, value):
     settings.TRAKT_DEVELOPMENT_IMAGE_ORIGINS = value
     (error,) = [m for m in run_checks() if m.id == "django_trakt.E129"]
     assert "TRAKT_DEVELOPMENT_IMAGE_ORIGINS" in error.msg
-    assert images.development_origin("http://127.0.0.1:8765/images/posters/x.png") is None
+    assert image_sources.development_origin("http://127.0.0.1:8765/images/posters/x.png") is None

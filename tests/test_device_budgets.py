@@ -20,8 +20,9 @@ from django.http import HttpResponseForbidden
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from django_trakt import device_flow, device_views
 from django_trakt.api.tokens import grant_from_response
+from django_trakt.device import views as device_views
+from django_trakt.device.pending import PendingCode
 from django_trakt.models import TraktToken
 from tests.test_device import moving_clock, poll
 from tests.test_device import start_linking as start_linking_with_page
@@ -181,7 +182,7 @@ def test_poll_while_another_poll_of_the_code_is_at_trakt_answers_pending(client,
     trakt.device_interval = 5
     start_linking(client)
     clock.advance(5)
-    cache.add(device_flow.code_key(pending_code(client), "lock"), "another request", 30)
+    cache.add(PendingCode.from_session(pending_code(client), str(member.pk)).cache_key("lock"), "another request", 30)
 
     answer = poll(client)
     assert (answer["status"], answer["final"], answer["message"]) == (

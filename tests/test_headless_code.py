@@ -1,4 +1,4 @@
-"""Sign in by code through the headless API (django_trakt.headless_urls) against the local Trakt.
+"""Sign in by code through the headless API (django_trakt.device.headless_urls) against the local Trakt.
 
 The app asks ``/_allauth/app/v1/auth/provider/trakt/code`` for a code, shows the person
 ``user_code``, polls ``.../code/poll`` (with the ``X-Session-Token`` it was given) while the
@@ -9,6 +9,7 @@ returning Trakt user, allauth's pending provider signup for a new one.
 from __future__ import annotations
 
 import pytest
+from allauth.headless.adapter import DefaultHeadlessAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
@@ -250,3 +251,24 @@ def test_a_signed_in_session_cannot_start_a_code(trakt, clock, client):
     response = client.post(f"{BROWSER_API}/auth/provider/trakt/code", content_type="application/json")
     assert response.status_code == 409 and response.json()["status"] == 409
     assert trakt.requests_to("/oauth/device/code") == []
+
+
+class MetaAdapter(DefaultHeadlessAdapter):
+    """A site's headless adapter adding to ``meta``, as allauth documents."""
+
+    def populate_response_meta(self, request, meta):
+        meta["site_release"] = "2024.1"
+
+
+def test_the_site_headless_adapter_adds_to_every_answer_s_meta(trakt, clock):
+    with override_settings(HEADLESS_ADAPTER=f"{__name__}.MetaAdapter"):
+        app = App()
+        started = app.start()
+        assert started["meta"]["site_release"] == "2024.1" and started["meta"]["session_token"]
+        pending = app.poll().json()
+        assert pending["meta"] == {"site_release": "2024.1"}  # the session token was given already
+        nothing = App().post(POLL)  # an error answer: no code was asked for
+        refused(nothing, 400, "none")
+        assert nothing.json()["meta"] == {"site_release": "2024.1"}
+    # Without the site's adapter, allauth's default adds nothing.
+    assert "site_release" not in App().start().get("meta", {})

@@ -23,8 +23,8 @@ from django.core.cache import cache
 from django.test import Client
 
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import image_views, images
-from django_trakt.pages.images import fetch_image
+from django_trakt.pages import image_fetch, image_views
+from django_trakt.pages.image_fetch import fetch_image
 from django_trakt.testing.images import poster_png
 from tests.test_image_ssrf import (  # noqa: F401  (fixtures)
     PUBLIC_A,
@@ -90,14 +90,14 @@ def trickle_host(certificates, network, monkeypatch, settings):  # noqa: F811
     server = TrickleHost(cert_file, key_file)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    pinned_session = images._pinned_session
+    pinned_session = image_fetch._pinned_session
 
     def trusting_test_ca(address: str):
         session = pinned_session(address)
         session.verify = str(ca_file)
         return session
 
-    monkeypatch.setattr(images, "_pinned_session", trusting_test_ca)
+    monkeypatch.setattr(image_fetch, "_pinned_session", trusting_test_ca)
     network.answers["img.trakt.test"] = [[PUBLIC_A]]
     network.route(PUBLIC_A, server)
     settings.TRAKT_IMAGE_TIMEOUT = TIMEOUT

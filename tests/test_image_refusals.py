@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from django_trakt.exceptions import ImageRefused
 from django_trakt.pages import images
-from django_trakt.pages.images import fetch_image
+from django_trakt.pages.image_fetch import fetch_image
 from django_trakt.testing.images import poster_png
 
 pytestmark = pytest.mark.django_db

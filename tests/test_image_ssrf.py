@@ -30,8 +30,9 @@ from django.core.files.storage import storages
 from django.urls import reverse
 
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import images
-from django_trakt.pages.images import fetch_image, is_public_address
+from django_trakt.pages import image_fetch, images
+from django_trakt.pages.image_fetch import fetch_image
+from django_trakt.pages.image_sources import is_public_address
 from django_trakt.testing.images import poster_png
 
 pytestmark = pytest.mark.django_db
@@ -164,14 +165,14 @@ def image_host(certificates, monkeypatch):
     server = ImageHost(cert_file, key_file)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    pinned_session = images._pinned_session
+    pinned_session = image_fetch._pinned_session
 
     def trusting_test_ca(address: str):
         session = pinned_session(address)
         session.verify = str(ca_file)
         return session
 
-    monkeypatch.setattr(images, "_pinned_session", trusting_test_ca)
+    monkeypatch.setattr(image_fetch, "_pinned_session", trusting_test_ca)
     yield server
     server.shutdown()
     server.server_close()

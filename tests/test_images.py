@@ -14,8 +14,9 @@ from django.core.files.storage import storages
 from django.urls import reverse
 
 from django_trakt.conf import LIBRARY_USER_AGENT
+from django_trakt.exceptions import ImageRefused
 from django_trakt.pages import images
-from django_trakt.pages.images import ImageRefused, fetch_image, sniff_image_type
+from django_trakt.pages.image_fetch import fetch_image, sniff_image_type
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.conftest import link_user
 

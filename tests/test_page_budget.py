@@ -16,8 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template import RequestContext, Template
 from django.urls import path
 
-from django_trakt.pages import watchlist
-from django_trakt.pages.watchlist import PUBLIC_SCOPE, WatchlistError, get_watchlist, spend_page_call
+from django_trakt.pages import watchlist_items
+from django_trakt.pages.page_budget import PUBLIC_SCOPE, spend_page_call
+from django_trakt.pages.watchlist import get_watchlist
+from django_trakt.pages.watchlist_items import WatchlistError
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +121,9 @@ def test_default_budget_caps_a_flood_of_public_usernames_at_100_per_five_minutes
 
 def test_types_and_sorts_of_one_name_all_count_against_the_budget(trakt, people, window, settings):
     settings.TRAKT_PAGE_CALL_BUDGET = 5
-    asked = [get_watchlist("person0", type=kind, sort=sort) for kind in ("movies", "shows") for sort in watchlist.SORTS]
+    asked = [
+        get_watchlist("person0", type=kind, sort=sort) for kind in ("movies", "shows") for sort in watchlist_items.SORTS
+    ]
     assert len(trakt.requests_to(PUBLIC)) == 5
     assert sum(result.error == WatchlistError.BUSY for result in asked) == len(asked) - 5
 
@@ -230,7 +234,7 @@ def test_budget_spent_is_logged_once_per_window(trakt, people, window, settings,
 def test_unknown_username_is_not_asked_again_within_the_not_found_ttl(trakt, window):
     assert get_watchlist("nobody-here").error == WatchlistError.NOT_FOUND
     window.advance(3599)
-    for kind in watchlist.TYPES:
+    for kind in watchlist_items.TYPES:
         for sort in ("rank", "-added", "title"):
             assert get_watchlist("nobody-here", type=kind, sort=sort).error == WatchlistError.NOT_FOUND
     assert len(trakt.requests_to(PUBLIC)) == 1
@@ -348,7 +352,7 @@ def test_signed_in_user_reloading_every_type_stays_within_their_budget(pages, cl
     settings.TRAKT_PAGE_USER_CALL_BUDGET = 4
     client.force_login(viewer)
     for _reload in range(20):
-        for kind in watchlist.TYPES:
+        for kind in watchlist_items.TYPES:
             assert client.get("/own/", {"kind": kind}).status_code == 200
         window.advance(2)
     assert len(trakt.requests) == 4
@@ -356,7 +360,7 @@ def test_signed_in_user_reloading_every_type_stays_within_their_budget(pages, cl
 
 def test_own_lists_do_not_spend_the_public_budget(trakt, people, viewer, window, settings):
     settings.TRAKT_PAGE_CALL_BUDGET = 1
-    for kind in watchlist.TYPES:
+    for kind in watchlist_items.TYPES:
         assert get_watchlist(viewer, type=kind).error == ""
     assert titles(get_watchlist("person0")) == ["Film of person0"]
     assert get_watchlist("person1").error == WatchlistError.BUSY

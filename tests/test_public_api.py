@@ -15,6 +15,12 @@ and when it reads one of the private attributes of allauth's or Django's objects
 :data:`PRIVATE_ATTRIBUTES` (``admin.site._registry``, ``sociallogin._accept_login``). Django
 documents a few underscored attributes as public (``Model._meta``, ``_default_manager``,
 ``instance._state.adding``); those are not listed.
+
+Two ways around those rules are caught too (issue 22, item 4): an underscored name reached
+through a string (``getattr(block, "_from_testcase")``, ``setattr``/``hasattr``/``delattr``),
+and assigning ``__class__`` (which makes an object of allauth or Django into one of ours behind
+their back, relying on their private layout). What is still allowed is :data:`ALLOWED`, one
+list, each entry with its reason and the release that removes it.
 """
 
 from __future__ import annotations
@@ -54,10 +60,24 @@ PRIVATE_ATTRIBUTES = frozenset(
     }
 )
 
-#: Known offenders, each with why it is allowed for now and what removes it.
+#: Underscored names Django documents as public, also when reached through a string.
+DOCUMENTED_UNDERSCORED = frozenset({"_meta", "_default_manager", "_base_manager", "_state"})
+#: The built-ins that reach an attribute by a name given as a string.
+BY_NAME = frozenset({"getattr", "setattr", "hasattr", "delattr"})
+
+#: Known offenders, each with why it is allowed for now and what removes it: the one list.
 ALLOWED: dict[tuple[str, str, str], str] = {
     # Django 4.2 has no AdminSite.get_model_admin (new in 5.0); goes with 4.2 support.
     ("admin.py", "", "_registry"): "Django 4.2",
+    # Django builds the command's CommandParser itself and offers no hook to choose its class
+    # (BaseCommand.create_parser, Django 4.2 to 6.1); TraktCommandParser only overrides error()
+    # for exit status 2 on usage errors. Revisit with each Django release; owned this round by
+    # the refresh-durability work (management/base.py).
+    ("management/base.py", "", "__class__"): "Django 6.1",
+    # Django's TestCase marks its own atomic blocks with the undocumented _from_testcase, which
+    # tells a test's outermost block (nothing to rescue at its rollback) from a site's. The
+    # refresh-durability redesign removes it (links/durability.py); allauth 65.22 / Django 6.1.
+    ("links/durability.py", "", "_from_testcase"): "the durability redesign (issue 22)",
 }
 
 
@@ -107,7 +127,23 @@ def offences(source: str) -> list[tuple[int, str, str]]:
                     found.append((node.lineno, module, alias.name))
         elif isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES:
             found.append((node.lineno, "", node.attr))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in BY_NAME:
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and _private_name(name.value):
+                found.append((node.lineno, "", name.value))
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found.extend(
+                (node.lineno, "", "__class__")
+                for target in targets
+                if isinstance(target, ast.Attribute) and target.attr == "__class__"
+            )
     return found
+
+
+def _private_name(name: str) -> bool:
+    """An underscored attribute name that is not a dunder nor one Django documents."""
+    return name.startswith("_") and not name.endswith("__") and name not in DOCUMENTED_UNDERSCORED
 
 
 def test_the_package_uses_nothing_private_of_allauth_or_django():
@@ -129,7 +165,7 @@ def test_the_package_uses_nothing_private_of_allauth_or_django():
 
 def test_the_package_has_the_modules_the_rule_must_cover():
     names = {path.relative_to(PACKAGE).as_posix() for path in _modules()}
-    assert {"device_views.py", "api/http.py", "admin.py", "templatetags/trakt.py", "testing/emulator.py"} <= names
+    assert {"device/views.py", "api/http.py", "admin.py", "templatetags/trakt.py", "testing/emulator.py"} <= names
 
 
 @pytest.mark.parametrize(
@@ -151,6 +187,11 @@ def test_the_package_has_the_modules_the_rule_must_cover():
         "def f():\n    from allauth.account.internal.flows import login\n",
         "admin.site._registry.get(SocialAccount)",
         "sociallogin._accept_login(request)",
+        'getattr(block, "_from_testcase", False)',
+        'setattr(sociallogin, "_did_authenticate_by_email", True)',
+        'hasattr(request, "_cached_user")',
+        "sociallogin.__class__ = TraktSocialLogin",
+        "parser.__class__: type = TraktCommandParser",
     ],
 )
 def test_the_rule_catches_private_imports(source):
@@ -171,6 +212,10 @@ def test_the_rule_catches_private_imports(source):
         "from requests._internal_utils import to_native_string",  # neither allauth nor Django
         "SocialAccount._meta.app_label",  # documented by Django
         "instance._state.adding",  # documented by Django
+        'getattr(model, "_meta")',  # documented by Django, reached by name
+        'getattr(request, "__class__")',  # reading a class is no assignment
+        'getattr(app, "client_id", "")',
+        "cls = type(sociallogin)",
     ],
 )
 def test_the_rule_lets_public_imports_through(source):

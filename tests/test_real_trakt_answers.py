@@ -24,7 +24,8 @@ from django_trakt.links.client import TraktClient
 from django_trakt.links.refresh import Outcome, refresh_token, refresh_with_retries
 from django_trakt.models import TraktToken
 from django_trakt.pages import images
-from django_trakt.pages.watchlist import WatchlistError, get_watchlist
+from django_trakt.pages.watchlist import get_watchlist
+from django_trakt.pages.watchlist_items import WatchlistError
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.test_device import JSON, PENDING, POLL, START, moving_clock, start_linking, token_polls
 
@@ -214,7 +215,7 @@ def test_device_poll_403_of_a_deleted_app_ends_the_flow_with_a_message_for_the_o
     trakt.disable_app(settings.TRAKT_CLIENT_ID)  # Trakt deleted the idle app (trakt/trakt-api#691)
     clock.advance(trakt.device_interval)
 
-    with caplog.at_level(logging.ERROR, logger="django_trakt.device_views"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.device.approval"):
         answer = client.post(POLL, headers=JSON).json()
 
     assert answer["status"] == "app_refused" and answer["final"] is True
@@ -243,7 +244,7 @@ def test_device_poll_cloudflare_403_with_a_working_app_keeps_trying(client, memb
 
 def test_device_start_with_a_deleted_app_says_so_and_logs_an_error(client, member, trakt, caplog):
     trakt.disable_app(settings.TRAKT_CLIENT_ID)
-    with caplog.at_level(logging.ERROR, logger="django_trakt.device_views"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.device.approval"):
         response = client.post(START)
     assert response.status_code == 503
     assert "deleted or disabled at Trakt" in response.content.decode()

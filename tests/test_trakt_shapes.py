@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from django_trakt.api.tokens import grant_from_response
-from django_trakt.pages.watchlist import item_from_document
+from django_trakt.pages.watchlist_items import item_from_document
 from django_trakt.provider import trim_extra_data
 from tests import trakt_shapes
 from tests.trakt_shapes import (

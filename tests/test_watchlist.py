@@ -26,7 +26,8 @@ from django_trakt.links import client as client_module
 from django_trakt.links.client import TraktClient
 from django_trakt.models import TraktToken
 from django_trakt.pages import watchlist
-from django_trakt.pages.watchlist import WatchlistError, WatchlistItem, get_watchlist
+from django_trakt.pages.watchlist import get_watchlist
+from django_trakt.pages.watchlist_items import WatchlistError, WatchlistItem
 
 pytestmark = pytest.mark.django_db
 

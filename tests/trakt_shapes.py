@@ -10,7 +10,7 @@ and check only what the app reads:
 - ``users/schema/response/settingsResponseSchema.ts`` (``provider.extract_uid``,
   ``provider.EXTRA_DATA_FIELDS``, the avatar);
 - ``_internal/response/listedMediaResponseSchema.ts`` via ``sync`` watchlist
-  (``watchlist._item``), ``?extended=images`` included;
+  (``watchlist_items.item_from_document``), ``?extended=images`` included;
 - ``sync/schema/response/lastActivitiesResponseSchema.ts`` (``watchlist._activity_marker``).
 
 They run in the normal suite against recorded documents (``tests/fixtures/trakt/``) and
@@ -118,7 +118,7 @@ def settings_problems(document: Any) -> list[str]:
     for key in ("private", "vip", "vip_ep"):
         _expect(problems, document, f"user.{key}", lambda value: isinstance(value, bool), "a boolean")
     _expect(problems, document, "user.joined_at", _is_datetime, "an ISO timestamp")
-    # The avatar the site stores a copy of (with or without a scheme: images.normalize_source).
+    # The avatar the site stores a copy of (with or without a scheme: image_sources.normalize_source).
     _expect(problems, document, "user.images.avatar.full", _is_text, "a non-empty string")
     # Required by the contract; the app does not store them, but their absence means the
     # document is not the one the contract describes.
@@ -142,7 +142,7 @@ def _image_problems(problems: list[str], media: dict[str, Any], where: str) -> N
 
 
 def watchlist_problems(items: Any) -> list[str]:
-    """``GET /sync/watchlist/{type}/{sort_by}/{sort_how}``: what ``watchlist._item`` reads."""
+    """``GET /sync/watchlist/{type}/{sort_by}/{sort_how}``: what ``watchlist_items.item_from_document`` reads."""
     if not isinstance(items, list):
         return ["the watchlist answer is not a list"]
     problems: list[str] = []

@@ -10,18 +10,34 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from django.core.cache import caches
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 
-from django_trakt.conf import trakt_settings
 from django_trakt.core import clock
 
 logger = logging.getLogger(__name__)
 
+#: Which cache is the app's. ``core`` sits below the settings (``conf`` reads numbers through
+#: ``core.numbers``), so it is told how to read ``TRAKT_CACHE`` rather than importing ``conf``:
+#: the app's ``ready()`` installs ``conf``'s reader (:func:`read_alias_with`). Until then, Django's
+#: default cache, which is also the setting's default.
+_alias_reader: Callable[[], str] = lambda: DEFAULT_CACHE_ALIAS  # noqa: E731
+
+
+def read_alias_with(reader: Callable[[], str]) -> None:
+    """Name the app's cache by ``reader()`` from now on (``apps.ready``: ``conf``'s ``TRAKT_CACHE``)."""
+    global _alias_reader
+    _alias_reader = reader
+
+
+def cache_alias() -> str:
+    return _alias_reader()
+
 
 def trakt_cache() -> Any:
-    return caches[trakt_settings.CACHE]
+    return caches[cache_alias()]
 
 
 def cache_call(method: str, *args: Any, **kwargs: Any) -> Any:
@@ -29,7 +45,7 @@ def cache_call(method: str, *args: Any, **kwargs: Any) -> Any:
     try:
         return getattr(trakt_cache(), method)(*args, **kwargs)
     except Exception:
-        logger.warning("The Trakt cache %r failed on %s", trakt_settings.CACHE, method, exc_info=True)
+        logger.warning("The Trakt cache %r failed on %s", cache_alias(), method, exc_info=True)
         return None
 
 

@@ -5,22 +5,23 @@ allauth puts into the authorize redirect: the provider adapter's
 ``get_callback_url()``, i.e. ``allauth.utils.build_absolute_uri`` on the
 ``trakt_callback`` URL. It takes the host and scheme from the request (behind a proxy:
 ``SECURE_PROXY_SSL_HEADER``), and forces ``https`` when
-``ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"``. Everything here goes through that one
-method, so the management command, the system check and a site's own pages can never
-disagree with what the login sends.
+``ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"``. With a request (a site's page) or none (a
+refresh: the current ``Site``) it is that method; for a host given by name (the management
+command, the system check) the same rule is applied to the host without making a request up
+(:func:`trakt_callback_url_for_host`), and tests hold both to what the login sends.
 """
 
 from __future__ import annotations
 
-import io
 import re
 
+from allauth.account import app_settings as account_settings
 from allauth.socialaccount.providers.oauth2.views import OAuth2Adapter
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
-from django.core.handlers.wsgi import WSGIRequest
 from django.db import DatabaseError
 from django.http import HttpRequest
+from django.urls import reverse
 
 from django_trakt.conf import PROVIDER_ID, trakt_settings
 from django_trakt.exceptions import TraktSiteMisconfigured
@@ -42,37 +43,6 @@ def split_host(host: str) -> tuple[str, str]:
         return "", ""
     domain = match["domain"]
     return (domain if domain.startswith("[") else domain.removesuffix(".")), match["port"] or ""
-
-
-class SiteRequest(WSGIRequest):
-    """A stand-in for a request that reaches the site at ``host`` over HTTP or HTTPS.
-
-    A WSGI request of its own (the scheme comes from ``wsgi.url_scheme``, as behind any
-    server), carrying what URL building reads. Like a real request, ``get_host()`` refuses
-    a host that is not in ``ALLOWED_HOSTS`` (``DisallowedHost``), unless ``validate_host``
-    is false.
-    """
-
-    def __init__(self, host: str, *, secure: bool = False, validate_host: bool = True) -> None:
-        domain, port = split_host(host)
-        super().__init__(
-            {
-                "REQUEST_METHOD": "GET",
-                "PATH_INFO": "/",
-                "SCRIPT_NAME": "",
-                "wsgi.input": io.BytesIO(),
-                "wsgi.url_scheme": "https" if secure else "http",
-                "HTTP_HOST": host,
-                "SERVER_NAME": domain or host,
-                "SERVER_PORT": port or ("443" if secure else "80"),
-            }
-        )
-        self.validate_host = validate_host
-
-    def get_host(self) -> str:
-        if self.validate_host:
-            return super().get_host()
-        return str(self.META["HTTP_HOST"])
 
 
 class TraktCallbackAdapter(OAuth2Adapter):
@@ -102,9 +72,34 @@ def trakt_callback_url_for_host(host: str, *, secure: bool = False, validate_hos
     """The redirect URI for a login started at ``host`` (``"example.com"``, ``"nas.local:8000"``).
 
     ``secure`` says whether that request reaches Django over HTTPS (directly, or as
-    recognised through ``SECURE_PROXY_SSL_HEADER``).
+    recognised through ``SECURE_PROXY_SSL_HEADER``). Built as allauth's
+    ``OAuth2Adapter.get_callback_url`` builds it from a request (``build_absolute_uri`` of the
+    ``trakt_callback`` path, then the adapter's ``redirect_uri_protocol`` or
+    ``ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"`` over the request's scheme), without making a
+    request up; ``tests/test_redirect_uri.py`` holds it to the URL the login really sends.
+    Like a real request, a host that is not in ``ALLOWED_HOSTS`` is refused
+    (``DisallowedHost``), unless ``validate_host`` is false.
     """
-    return trakt_callback_url(SiteRequest(host, secure=secure, validate_host=validate_host))
+    host = host.strip()
+    if validate_host:
+        allowed_host(host)
+    protocol = TraktCallbackAdapter.redirect_uri_protocol
+    if not protocol and account_settings.DEFAULT_HTTP_PROTOCOL == "https":
+        protocol = "https"
+    scheme = protocol or ("https" if secure else "http")
+    return f"{scheme}://{host}{reverse(f'{PROVIDER_ID}_callback')}"
+
+
+def allowed_host(host: str) -> str:
+    """``host`` if Django would serve a request for it (``ALLOWED_HOSTS``), else ``DisallowedHost``.
+
+    The rule is Django's own, ``HttpRequest.get_host()`` (wildcards, and with ``DEBUG`` the
+    loopback names when ``ALLOWED_HOSTS`` is empty), asked of a bare ``HttpRequest`` that
+    carries nothing but the Host header.
+    """
+    probe = HttpRequest()
+    probe.META["HTTP_HOST"] = host
+    return probe.get_host()
 
 
 def refresh_redirect_uri() -> str:

@@ -24,6 +24,7 @@ from django.dispatch import receiver
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.links.profile import AVATAR_LOOKUP, TraktProfile
 from django_trakt.pages import images
+from django_trakt.pages.image_sources import normalize_source
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def _spellings(avatar: str, source: str) -> list[str]:
 def _forget_avatar(account_id: Any, avatar: str, using: str) -> None:
     # Runs after the commit, still in the user's request: it must never raise.
     try:
-        source = images.normalize_source(avatar)
+        source = normalize_source(avatar)
         if source is None:
             return
         shared = (
@@ -92,7 +93,7 @@ def _forget_replaced_avatar(sender: Any, instance: SocialAccount, using: str, **
     if previous is None:
         return
     current = _avatar_of(instance.extra_data)
-    if current is not None and images.normalize_source(current) == images.normalize_source(previous):
+    if current is not None and normalize_source(current) == normalize_source(previous):
         return
     # After the save is committed (at once in autocommit): a rolled-back save still shows the old avatar.
     transaction.on_commit(partial(_forget_avatar, instance.pk, previous, using), using=using, robust=True)

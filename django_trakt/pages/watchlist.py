@@ -1,7 +1,8 @@
 """Watchlists for templates: cached, page-time safe, never raising.
 
 :func:`get_watchlist` is what ``{% trakt_watchlist %}`` calls; a view or a task can
-call it too. It returns a :class:`WatchlistResult` and never raises: when Trakt is
+call it too (``django_trakt.watchlists`` is its public home). What a list and its items are is
+:mod:`django_trakt.pages.watchlist_items`. It returns a :class:`WatchlistResult` and never raises: when Trakt is
 slow, down or rate-limiting, the result carries the last good copy (``stale``) or no
 items, and ``error`` says why.
 
@@ -22,9 +23,10 @@ Caching (Django's cache framework, alias ``TRAKT_CACHE``):
 * An unknown or private Trakt username is not asked about again, whatever the type or
   sort, for ``TRAKT_WATCHLIST_NOT_FOUND_TTL`` seconds.
 
-Budgets (the site must never become an amplifier that gets its Trakt app banned): every
-request sent to Trakt from here is first counted, in the cache, against a budget per
-window of ``TRAKT_PAGE_CALL_PERIOD`` seconds. Public lists share one site-wide budget
+Budgets (the site must never become an amplifier that gets its Trakt app banned,
+:mod:`django_trakt.pages.page_budget`): every request sent to Trakt from here is first
+counted, in the cache, against a budget per window of ``TRAKT_PAGE_CALL_PERIOD`` seconds.
+Public lists share one site-wide budget
 (``TRAKT_PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's
 own lists have a budget per user (``TRAKT_PAGE_USER_CALL_BUDGET``: Trakt counts those
 against the user's token). A spent budget, or a cache that cannot count, means no call:
@@ -44,23 +46,16 @@ the empty ``"fetching"`` state and enqueues its first fetch. The task calls
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import enum
 import json
 import logging
 import math
 import re
-from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
-from django.utils.translation import gettext, gettext_lazy
-from django.views.decorators.debug import sensitive_variables
-
 from django_trakt.conf import trakt_settings
 from django_trakt.core import clock, dispatch
-from django_trakt.core.cache import cache_call, count_in_window
+from django_trakt.core.cache import cache_call
 from django_trakt.exceptions import (
     TraktError,
     TraktForbidden,
@@ -72,206 +67,24 @@ from django_trakt.exceptions import (
     TraktUnauthorized,
 )
 from django_trakt.links.client import PAGE_SIZE, TraktClient
-from django_trakt.pages import images
+from django_trakt.pages.page_budget import PUBLIC_SCOPE, BudgetSpent, PageClient
+from django_trakt.pages.watchlist_items import (
+    TYPES,
+    WatchlistError,
+    WatchlistResult,
+    item_from_document,
+    parse_limit,
+    parse_sort,
+    result_from_entry,
+)
 
 logger = logging.getLogger(__name__)
 
-#: ``type`` values of the tag -> the item kinds they select (Trakt's URL segments).
-TYPES: dict[str, tuple[str, ...]] = {
-    "all": ("movie", "show", "season", "episode"),
-    "movies": ("movie",),
-    "shows": ("show",),
-    "seasons": ("season",),
-    "episodes": ("episode",),
-}
-#: Trakt's ``sort_by`` values for watchlists, in the contract's order (trakt/trakt-api,
-#: ``projects/api/src/contracts/users/schema/request/sortParamsSchema.ts``); ``"-added"``
-#: sorts descending. ``my_rating`` and ``random`` are not in the contract: gone.
-SORTS: tuple[str, ...] = ("rank", "added", "title", "released", "runtime", "popularity", "percentage", "votes")
-KIND_LABELS = {
-    "movie": gettext_lazy("Movie"),
-    "show": gettext_lazy("Show"),
-    "season": gettext_lazy("Season"),
-    "episode": gettext_lazy("Episode"),
-}
 #: Bump when the cached entry's shape changes: old entries are then simply ignored.
 CACHE_VERSION = 1
 #: A 429's Retry-After is honoured as a backoff up to this many seconds.
 MAX_BACKOFF = 3600.0
 _SLUG = re.compile(r"[^a-z0-9_]+")
-
-
-class WatchlistError(enum.StrEnum):
-    """Why a :class:`WatchlistResult` is empty or stale (compare with strings in templates)."""
-
-    NONE = ""
-    INVALID = "invalid"  # a bad type, sort or user argument
-    NOT_LINKED = "not_linked"  # the user has no Trakt account linked
-    REAUTHORIZE = "reauthorize"  # the link needs the user to sign in with Trakt again
-    NOT_FOUND = "not_found"  # no such Trakt user
-    PRIVATE = "private"  # the Trakt user's lists are private
-    RATE_LIMITED = "rate_limited"  # Trakt answered 429
-    UNAVAILABLE = "unavailable"  # Trakt is down, slow, or answered something unusable
-    BUSY = "busy"  # this site's budget of Trakt calls for pages is spent for now: try later
-    FETCHING = "fetching"  # never fetched yet: a task worker is fetching it (TRAKT_TASK_BACKEND)
-
-
-@dataclasses.dataclass(frozen=True)
-class WatchlistItem:
-    """One movie, show, season or episode of a watchlist, ready for a template."""
-
-    kind: str
-    title: str
-    year: int | None = None
-    url: str = ""
-    rank: int | None = None
-    show_title: str = ""
-    season: int | None = None
-    number: int | None = None
-    poster_url: str = ""
-    listed: str = ""
-
-    @property
-    def kind_label(self) -> str:
-        return str(KIND_LABELS.get(self.kind, self.kind))
-
-    @property
-    def display_title(self) -> str:
-        """The title as a person reads it: seasons and episodes name their show."""
-        if self.kind == "season":
-            label = self.title or gettext("Season %(number)s") % {"number": self.season}
-            return f"{self.show_title}: {label}" if self.show_title else label
-        if self.kind == "episode":
-            code = f"{self.season or 0}x{self.number or 0:02d}"
-            return " ".join(part for part in (self.show_title, code, self.title) if part)
-        return self.title
-
-    @property
-    def listed_at(self) -> dt.datetime | None:
-        return parse_datetime(self.listed) if self.listed else None
-
-
-@dataclasses.dataclass(frozen=True)
-class WatchlistResult:
-    """What a watchlist tag renders: iterable over its items.
-
-    ``stale``: the items are the last good copy, Trakt could not give a fresh one.
-    ``error``: a :class:`WatchlistError` ("" when all went well).
-    """
-
-    items: list[WatchlistItem]
-    type: str = "all"
-    stale: bool = False
-    error: str = WatchlistError.NONE
-
-    def __iter__(self) -> Iterator[WatchlistItem]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-
-# -- reading Trakt's documents --------------------------------------------------------------
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _poster_source(media: dict[str, Any], kind: str) -> Any:
-    found = media.get("images")
-    if not isinstance(found, dict):
-        return None
-    for key in ("screenshot", "poster", "thumb") if kind == "episode" else ("poster", "thumb"):
-        urls = found.get(key)
-        if isinstance(urls, list) and urls:
-            return urls[0]
-        if isinstance(urls, str):
-            return urls
-    return None
-
-
-def _page_id(media: dict[str, Any]) -> str:
-    ids = _dict(media.get("ids"))
-    value = ids.get("slug") or ids.get("trakt")
-    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-
-
-def item_from_document(document: Any) -> dict[str, Any] | None:
-    """A cacheable dict for one item of Trakt's watchlist answer; None if it cannot be shown."""
-    if not isinstance(document, dict):
-        return None
-    kind = document.get("type")
-    media = document.get(kind) if isinstance(kind, str) else None
-    if kind not in KIND_LABELS or not isinstance(media, dict):
-        return None
-    show = _dict(document.get("show"))
-    web = trakt_settings.WEB_URL
-    media_id, show_id = _page_id(media), _page_id(show)
-    season = _int(media.get("season")) if kind == "episode" else _int(media.get("number"))
-    number = _int(media.get("number")) if kind == "episode" else None
-    if kind == "movie":
-        url = f"{web}/movies/{media_id}" if media_id else ""
-    elif kind == "show":
-        url = f"{web}/shows/{media_id}" if media_id else ""
-    elif kind == "season":
-        url = f"{web}/shows/{show_id}/seasons/{season}" if show_id and season is not None else ""
-    else:
-        url = (
-            f"{web}/shows/{show_id}/seasons/{season}/episodes/{number}"
-            if show_id and None not in (season, number)
-            else ""
-        )
-    title = _str(media.get("title"))
-    if not title and kind in ("movie", "show"):
-        return None
-    poster = _poster_source(media, kind) or (_poster_source(show, "show") if kind == "season" else None)
-    return {
-        "kind": kind,
-        "title": title,
-        "year": _int(media.get("year")) if kind in ("movie", "show") else _int(show.get("year")),
-        "url": url,
-        "rank": _int(document.get("rank")),
-        "show_title": _str(show.get("title")),
-        "season": season,
-        "number": number,
-        "poster": images.poster_token(poster) if poster else "",
-        "listed": _str(document.get("listed_at")),
-    }
-
-
-def _result(
-    entry: dict[str, Any], list_type: str, limit: int, *, stale: bool = False, error: str = ""
-) -> WatchlistResult:
-    prefix = images.poster_url_prefix()
-    items = [
-        WatchlistItem(
-            kind=data["kind"],
-            title=data["title"],
-            year=data["year"],
-            url=data["url"],
-            rank=data["rank"],
-            show_title=data["show_title"],
-            season=data["season"],
-            number=data["number"],
-            poster_url=prefix + data["poster"] if prefix and data["poster"] else "",
-            listed=data["listed"],
-        )
-        for data in entry["items"][:limit]
-    ]
-    return WatchlistResult(items, list_type, stale, WatchlistError(error))
-
 
 # -- whose list ------------------------------------------------------------------------------
 
@@ -299,8 +112,8 @@ class _Owner:
             "refresh_wait": None if background else trakt_settings.PAGE_TIMEOUT,
         }
         if self.user is not None:
-            return _PageClient.for_user(self.user, **options)
-        return _PageClient(**options)
+            return PageClient.for_user(self.user, **options)
+        return PageClient(**options)
 
     def path(self, list_type: str, sort_by: str, sort_how: str) -> str:
         base = "sync/watchlist" if self.user is not None else f"users/{self.slug}/watchlist"
@@ -316,37 +129,6 @@ def _owner(user_or_username: Any) -> _Owner | WatchlistError:
     if not user_or_username.is_authenticated or user_or_username.pk is None:
         return WatchlistError.NOT_LINKED
     return _Owner(key=f"user:{user_or_username.pk}", user=user_or_username)
-
-
-def _parse_sort(sort: Any) -> tuple[str, str] | None:
-    if not isinstance(sort, str):
-        return None
-    sort = sort.strip().lower()
-    how = "desc" if sort.startswith("-") else "asc"
-    sort = sort.lstrip("-")
-    return (sort, how) if sort in SORTS else None
-
-
-def is_valid_sort(sort: Any) -> bool:
-    """Whether ``sort`` is one of :data:`SORTS`, optionally with a leading ``-``."""
-    return _parse_sort(sort) is not None
-
-
-def sort_error(sort: Any) -> str:
-    """What is wrong with an unknown ``sort``, naming the sorts Trakt accepts."""
-    return (
-        f"trakt_watchlist: unknown sort {sort!r}; use one of {', '.join(SORTS)} "
-        f"(a leading '-' sorts descending, e.g. '-added')"
-    )
-
-
-def _parse_limit(limit: Any) -> int:
-    maximum = trakt_settings.WATCHLIST_MAX_ITEMS
-    try:
-        value = int(limit) if limit not in (None, "") else maximum
-    except (TypeError, ValueError):
-        value = maximum
-    return min(max(value, 1), maximum)
 
 
 # -- cache, never failing ----------------------------------------------------------------------
@@ -378,89 +160,6 @@ def _activity_marker(document: Any, list_type: str) -> str | None:
 def _missing_key(owner_key: str) -> str:
     """An unknown or private public user: one entry for all its types and sorts."""
     return f"django_trakt:watchlist:v{CACHE_VERSION}:{owner_key}:missing"
-
-
-# -- the page budget: what renders may send to Trakt per window ---------------------------------
-
-#: The budget scope of public lists: one for the whole site, as Trakt counts them per app.
-PUBLIC_SCOPE = "public"
-
-
-def _budget_name(scope: str) -> str:
-    return f"django_trakt:page_calls:v{CACHE_VERSION}:{scope}"
-
-
-def spend_page_call(scope: str) -> WatchlistError:
-    """Count one Trakt call against the budget of ``scope``: ``NONE`` if it may be sent, else why not.
-
-    A fixed window per ``TRAKT_PAGE_CALL_PERIOD`` (:func:`count_in_window`: shared by every
-    process, restarting when the clock enters the next window). At a window's edge up to
-    twice the budget can be sent in one period, still well under Trakt's limit with the
-    defaults. A call refused is counted too; it never reaches Trakt.
-    """
-    budget = trakt_settings.PAGE_CALL_BUDGET if scope == PUBLIC_SCOPE else trakt_settings.PAGE_USER_CALL_BUDGET
-    if budget <= 0:
-        return WatchlistError.BUSY  # the site chose: pages only ever show what is cached
-    period = trakt_settings.PAGE_CALL_PERIOD
-    counted = count_in_window(_budget_name(scope), period)
-    if counted is None:
-        return WatchlistError.UNAVAILABLE  # the cache is down (logged): nothing can be counted, so no call
-    count, _seconds_left = counted
-    if count > budget:
-        if count == budget + 1:  # once per window and scope: a flood of refusals must not flood the log
-            logger.warning(
-                "The page budget of Trakt calls (%s per %ss, %s) is spent; pages show cached lists until it refills",
-                budget,
-                period,
-                "site-wide, public lists" if scope == PUBLIC_SCOPE else scope,
-            )
-        return WatchlistError.BUSY
-    return WatchlistError.NONE
-
-
-class _BudgetSpent(Exception):
-    """A render may not send this call to Trakt; ``error`` is what the page shows."""
-
-    def __init__(self, error: WatchlistError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _PageClient(TraktClient):
-    """The client of renders: every request it sends to Trakt is counted against a budget first.
-
-    Counted where a request is sent, not once per list: a list of several pages costs a
-    call per page, and so do the retry of a short 429 and the retry after a rejected
-    token. Token refreshes go to Trakt's OAuth endpoint, not the API, and are not counted:
-    at most one per user per token lifetime, guarded by the refresh's own locks.
-    """
-
-    def __init__(self, *, scope: str, max_retry_wait: float = 0.0, **options: Any) -> None:
-        # The parent's own short-429 retry would send a request nobody counted: it is told
-        # never to retry (any Retry-After is above -inf), and the retry happens, counted, here.
-        super().__init__(max_retry_wait=-math.inf, **options)
-        self.scope = scope
-        self.page_retry_wait = max_retry_wait
-
-    def _spend(self) -> None:
-        error = spend_page_call(self.scope)
-        if error:
-            raise _BudgetSpent(error)
-
-    # Like the parent's: the token is a local here too, and must not show in an error report.
-    @sensitive_variables()
-    def _send_once_more_if_short_wait(
-        self, method: str, url: str, access_token: str | None, params: Any, json: Any
-    ) -> Any:
-        self._spend()
-        try:
-            return super()._send_once_more_if_short_wait(method, url, access_token, params, json)
-        except TraktRateLimited as err:
-            if err.retry_after is None or err.retry_after > self.page_retry_wait:
-                raise
-            clock.sleep(err.retry_after)
-            self._spend()
-            return super()._send_once_more_if_short_wait(method, url, access_token, params, json)
 
 
 def _last_activities(owner: _Owner, client: TraktClient, now: float) -> Any:
@@ -544,14 +243,14 @@ def _enqueue_revalidation(
 
 def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, background: bool) -> WatchlistResult:
     list_type = type.strip().lower() if isinstance(type, str) else ""
-    parsed_sort = _parse_sort(sort)
+    parsed_sort = parse_sort(sort)
     owner = _owner(user_or_username)
     if list_type not in TYPES or parsed_sort is None:
         return WatchlistResult([], list_type if list_type in TYPES else "all", error=WatchlistError.INVALID)
     if isinstance(owner, WatchlistError):
         return WatchlistResult([], list_type, error=owner)
     sort_by, sort_how = parsed_sort
-    limit = _parse_limit(limit)
+    limit = parse_limit(limit)
     key = cache_key(owner.key, list_type, sort_by, sort_how)
     entry = cache_call("get", key)
     if not (isinstance(entry, dict) and entry.get("v") == CACHE_VERSION):
@@ -559,12 +258,12 @@ def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, backg
     now = clock.now()
     usable = entry is not None and _covers(entry, limit)
     if usable and now - entry["at"] < trakt_settings.WATCHLIST_TTL:
-        return _result(entry, list_type, limit)
+        return result_from_entry(entry, list_type, limit)
 
     def fallback(error: str) -> WatchlistResult:
         if entry is None:
             return WatchlistResult([], list_type, error=WatchlistError(error))
-        return _result(entry, list_type, limit, stale=True, error=error)
+        return result_from_entry(entry, list_type, limit, stale=True, error=error)
 
     # A public name found unknown or private is not asked about again for any type or sort.
     backoff_keys = [key + ":backoff"] if owner.user is not None else [_missing_key(owner.key), key + ":backoff"]
@@ -577,13 +276,13 @@ def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, backg
         if queued is not None:
             if entry is not None:
                 # Not "stale": Trakt did not fail, the copy is being brought up to date.
-                return _result(entry, list_type, limit)
+                return result_from_entry(entry, list_type, limit)
             error = WatchlistError.FETCHING if queued else WatchlistError.UNAVAILABLE
             return WatchlistResult([], list_type, error=error)
     lock_key = key + ":lock"
     locked = bool(cache_call("add", lock_key, True, max(1, round(trakt_settings.PAGE_TIMEOUT * 4))))
     if usable and not locked:
-        return _result(entry, list_type, limit)  # another request is refreshing it right now
+        return result_from_entry(entry, list_type, limit)  # another request is refreshing it right now
     try:
         client = owner.client(background=background)
         marker = None
@@ -592,9 +291,9 @@ def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, backg
             if usable and marker is not None and entry.get("marker") == marker:
                 entry = {**entry, "at": now}
                 cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
-                return _result(entry, list_type, limit)
+                return result_from_entry(entry, list_type, limit)
         items, complete = _fetch(client, owner.path(list_type, sort_by, sort_how), limit)
-    except _BudgetSpent as spent:
+    except BudgetSpent as spent:
         # No backoff is stored: the budget itself says when pages may ask again.
         return fallback(spent.error)
     except TraktNotLinked:
@@ -624,4 +323,4 @@ def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, backg
             cache_call("delete", lock_key)
     entry = {"v": CACHE_VERSION, "items": items, "complete": complete, "marker": marker, "at": now}
     cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
-    return _result(entry, list_type, limit)
+    return result_from_entry(entry, list_type, limit)

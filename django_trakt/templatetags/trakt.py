@@ -30,7 +30,8 @@ from django.template.context import Context
 
 from django_trakt.links.profile import TraktProfile, trakt_account_of
 from django_trakt.pages import images
-from django_trakt.pages.watchlist import WatchlistError, WatchlistResult, get_watchlist, is_valid_sort, sort_error
+from django_trakt.pages.watchlist import get_watchlist
+from django_trakt.pages.watchlist_items import WatchlistError, WatchlistResult, is_valid_sort, sort_error
 
 logger = logging.getLogger(__name__)
 register = template.Library()

@@ -12,7 +12,7 @@ urlpatterns = [
     path("tv/", views.tv, name="tv"),
     path("accounts/", include("allauth.urls")),
     path("trakt/", include("django_trakt.site_urls")),
-    path("_allauth/", include("django_trakt.headless_urls")),
+    path("_allauth/", include("django_trakt.device.headless_urls")),
     path("_allauth/", include("allauth.headless.urls")),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's): never a 404.

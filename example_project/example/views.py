@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from django_trakt.links.redirect_uri import trakt_callback_url
+from django_trakt.redirect_uri import trakt_callback_url
 
 
 def home(request: HttpRequest) -> HttpResponse:

@@ -4,16 +4,17 @@ An app that cannot open a browser (a TV, a media-center plugin) asks the site fo
 (:class:`CodeStartView`), shows the person ``user_code`` and the verification link, and
 polls the site (:class:`CodePollView`). The site polls Trakt with its own client secret
 (the app never holds it), through the same code as the device pages
-(:mod:`django_trakt.device_flow`: budgets, locks, intervals, Trakt's answers). When the
+(:mod:`.flow`: budgets, locks, intervals, Trakt's answers). When the
 person approves, allauth's login runs for the Trakt account: an existing link signs in,
 a new visitor gets allauth's pending provider signup (the email address is asked through
 allauth's ``/auth/provider/signup``), exactly as after the redirect flow.
 
 Answers use allauth's headless envelopes: ``{"status", "data", "meta"}`` (``meta`` has the
-app client's ``session_token``), ``{"status", "errors": [{"code", "message"}]}``, and on
-approval allauth's own authentication answer (``AuthenticationResponse``). The URLs are in
-:mod:`django_trakt.headless_urls`, beside ``allauth.headless.urls``; docs/headless.md has the
-exchange.
+app client's ``session_token`` and what the site's headless adapter adds in
+``populate_response_meta``), ``{"status", "errors": [{"code", "message"}]}``, and on approval
+allauth's own authentication answer (``AuthenticationResponse``). The URLs are in
+:mod:`django_trakt.device.headless_urls`, beside ``allauth.headless.urls``; docs/headless.md has
+the exchange.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.headless import app_settings as headless_settings
+from allauth.headless.adapter import get_adapter as get_headless_adapter
 from allauth.headless.base.response import AuthenticationResponse, ConflictResponse
 from allauth.headless.base.views import APIView
 from allauth.headless.constants import Client
@@ -36,12 +38,16 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt import device_flow, sign_in_budgets
+from django_trakt import sign_in_budgets
 from django_trakt.api import device
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.core import clock
-from django_trakt.device_flow import LINK_FAILED, CodeFlow, PollAnswer, PollStatus, StartError
+from django_trakt.device import flow as device_flow
+from django_trakt.device.answers import FINAL_MESSAGES, LINK_FAILED, PollAnswer, PollStatus
+from django_trakt.device.approval import approved_login, revoke_unkept
+from django_trakt.device.flow import CodeFlow, StartError
+from django_trakt.device.pending import PendingCode
 from django_trakt.links import pending as pending_grants
 from django_trakt.models import TraktToken
 
@@ -59,9 +65,9 @@ NOT_CONFIGURED = _("Signing in with Trakt is not configured on this site.")
 #: The poll statuses that end a code without a sign-in, and what they say to the app.
 CLIENT_FINALS = {
     PollStatus.NONE: _("No sign-in by code is in progress: ask for a code first."),
-    PollStatus.INVALID: device_flow.FINAL_MESSAGES[device.DeviceStatus.INVALID],
-    PollStatus.USED: device_flow.FINAL_MESSAGES[device.DeviceStatus.USED],
-    PollStatus.EXPIRED: device_flow.FINAL_MESSAGES[device.DeviceStatus.EXPIRED],
+    PollStatus.INVALID: FINAL_MESSAGES[device.DeviceStatus.INVALID],
+    PollStatus.USED: FINAL_MESSAGES[device.DeviceStatus.USED],
+    PollStatus.EXPIRED: FINAL_MESSAGES[device.DeviceStatus.EXPIRED],
     PollStatus.DENIED: _("The request was denied on Trakt. Nobody was signed in."),
     PollStatus.REFUSED: _("This site did not accept that Trakt account."),
 }
@@ -88,7 +94,7 @@ class _Refused(Exception):
 
 @sensitive_variables()
 def _complete_login(
-    request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, pending: dict[str, Any]
+    request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, pending: PendingCode
 ) -> PollAnswer:
     """Approved: run allauth's login for the Trakt account, as its headless flows do.
 
@@ -101,7 +107,7 @@ def _complete_login(
     adapter refuses is rolled back and its grant revoked at Trakt.
     """
     state = {"process": AuthProcess.LOGIN, "headless": True, "next": _DONE}
-    sociallogin = device_flow.approved_login(request, app, answer, grant, state=state)
+    sociallogin = approved_login(request, app, answer, grant, state=state)
     if sociallogin is None:
         return PollAnswer(PollStatus.ERROR, LINK_FAILED, final=True)
     try:
@@ -115,16 +121,16 @@ def _complete_login(
     except ImmediateHttpResponse as refusal:
         # The site's adapter answered in allauth's place (pre_social_login, ...).
         logger.info("The site did not accept a Trakt sign-in by code (HTTP %s)", refusal.response.status_code)
-        device_flow.revoke_unkept(app, grant)
+        revoke_unkept(app, grant)
         return PollAnswer(PollStatus.REFUSED, CLIENT_FINALS[PollStatus.REFUSED], final=True)
     except _Refused as refusal:
         logger.info("allauth did not sign in a Trakt account by code: %s", refusal.error)
-        device_flow.revoke_unkept(app, grant)
+        revoke_unkept(app, grant)
         message = SIGNUP_CLOSED if refusal.error == "signup_closed" else CLIENT_FINALS[PollStatus.REFUSED]
         return PollAnswer(PollStatus.REFUSED, message, final=True)
     except IntegrityError:
         logger.warning("Trakt account linked concurrently; sign-in by code refused")
-        device_flow.revoke_unkept(app, grant)
+        revoke_unkept(app, grant)
         return PollAnswer(PollStatus.REFUSED, CLIENT_FINALS[PollStatus.REFUSED], final=True)
     kept = TraktToken.objects.filter(account__provider=PROVIDER_ID, account__uid=sociallogin.account.uid).first()
     if kept is not None and kept.access_token == grant.access_token:
@@ -170,9 +176,15 @@ def _session_meta(request: HttpRequest) -> dict[str, Any]:
     return {} if token == strategy.get_session_token(request) else {"session_token": token}
 
 
-def _answer(request: HttpRequest, status: int, data: dict[str, Any]) -> JsonResponse:
-    body: dict[str, Any] = {"status": status, "data": data}
+def _response(request: HttpRequest, status: int, body: dict[str, Any]) -> JsonResponse:
+    """``body`` in allauth's envelope: ``meta`` as allauth's own answers fill it, never cached.
+
+    allauth's answers let the site's headless adapter add to ``meta``
+    (``populate_response_meta``, its documented hook); these answers do the same, so a site's
+    additions reach every answer of the headless API alike.
+    """
     meta = _session_meta(request)
+    get_headless_adapter().populate_response_meta(request, meta)
     if meta:
         body["meta"] = meta
     response = JsonResponse(body, status=status)
@@ -180,15 +192,14 @@ def _answer(request: HttpRequest, status: int, data: dict[str, Any]) -> JsonResp
     return response
 
 
+def _answer(request: HttpRequest, status: int, data: dict[str, Any]) -> JsonResponse:
+    return _response(request, status, {"status": status, "data": data})
+
+
 def _error(request: HttpRequest, status: int, code: str, message: Any, retry_after: int = 0) -> JsonResponse:
-    body: dict[str, Any] = {"status": status, "errors": [{"code": code, "message": str(message)}]}
-    meta = _session_meta(request)
-    if meta:
-        body["meta"] = meta
-    response = JsonResponse(body, status=status)
+    response = _response(request, status, {"status": status, "errors": [{"code": code, "message": str(message)}]})
     if retry_after:
         response["Retry-After"] = str(retry_after)
-    add_never_cache_headers(response)
     return response
 
 
@@ -223,11 +234,11 @@ class CodeStartView(APIView):
             request,
             HTTPStatus.OK,
             {
-                "user_code": pending["user_code"],
-                "verification_url": pending["verification_url"],
-                "verification_link": device.verification_link(pending["verification_url"], pending["user_code"]),
-                "expires_in": max(0, round(float(pending["expires_at"]) - clock.now())),
-                "interval": pending["interval"],
+                "user_code": pending.user_code,
+                "verification_url": pending.verification_url,
+                "verification_link": device.verification_link(pending.verification_url, pending.user_code),
+                "expires_in": max(0, round(pending.expires_in(clock.now()))),
+                "interval": pending.interval,
             },
         )
 

@@ -1,4 +1,4 @@
-"""Linking by code: Trakt's device flow as three pages of the site (``site_urls``).
+"""Linking by code: Trakt's device flow as three pages of the site (``django_trakt.site_urls``).
 
 For sites Trakt cannot redirect to (a media server on a home network): a signed-in
 user starts (``device_start``), sees a short code and the address where to enter it on
@@ -10,8 +10,8 @@ redirect flow: the account is connected through allauth (``SocialLogin.connect``
 The device code is a bearer for polling: it stays in the session, never in a page,
 a URL, a JSON answer, a cache key or a log line.
 
-The code, its budgets and Trakt's answers are handled by ``device_flow`` (shared with the
-headless sign-in by code, ``headless_views``). Trakt bans apps that send it bursts, so the
+The code, its budgets and Trakt's answers are handled by :mod:`.flow` (shared with the
+headless sign-in by code, :mod:`.headless`). Trakt bans apps that send it bursts, so the
 pages never turn a user's clicks (or a script's requests) into one:
 
 * ``device_start`` asks Trakt for at most ``TRAKT_DEVICE_START_LIMIT`` codes per user per
@@ -47,23 +47,23 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from django_trakt import device_flow
 from django_trakt.api import device
 from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.core import clock
-from django_trakt.device_flow import (
+from django_trakt.device import flow as device_flow
+from django_trakt.device.answers import (
     LINK_FAILED,
     OTHER_USER,
     REAUTHENTICATE,
     REFUSED,
     WAITING,
-    CodeFlow,
     PollAnswer,
     PollStatus,
-    StartError,
-    revoke_unkept,
 )
+from django_trakt.device.approval import approved_login, revoke_unkept
+from django_trakt.device.flow import CodeFlow, StartError
+from django_trakt.device.pending import PendingCode
 from django_trakt.links import pending as pending_grants
 from django_trakt.models import TraktToken
 from django_trakt.views import account_of_another_user
@@ -84,9 +84,9 @@ def _client(request: HttpRequest) -> str:
 
 
 def _complete_connect(
-    request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, pending: dict[str, Any]
+    request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenGrant, pending: PendingCode
 ) -> PollAnswer:
-    return _complete(request, app, answer, grant, next_url=str(pending.get("next") or ""))
+    return _complete(request, app, answer, grant, next_url=pending.next)
 
 
 #: Linking by code: the signed-in user's code, their start budget, a connect on approval.
@@ -115,7 +115,7 @@ def device_start(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render_start(request, next_url=_safe_next(request, request.GET.get("next")))
     next_url = _safe_next(request, request.POST.get("next"))
-    started = device_flow.start(request, FLOW, next=next_url)
+    started = device_flow.start(request, FLOW, next_url=next_url)
     if started.error in (StartError.BUSY, StartError.TOO_MANY):
         return _render_wait(request, str(started.message), started.retry_after, next_url)
     if started.error is not None:
@@ -134,17 +134,17 @@ def device_pending(request: HttpRequest) -> HttpResponse:
     if pending is None:
         return redirect("django_trakt:device_start")
     now = clock.now()
-    if device_flow.shared(pending) is not None:
+    if pending.catch_up() is not None:
         # Another request already finished this code: its poll gives the answer.
-        pending["next_poll_at"] = now
+        pending.next_poll_at = now
     context = {
-        "user_code": pending["user_code"],
-        "verification_url": pending["verification_url"],
-        "verification_link": device.verification_link(pending["verification_url"], pending["user_code"]),
-        "expires_in_minutes": max(0, math.ceil((float(pending["expires_at"]) - now) / 60)),
-        "message": pending.get("message") or WAITING,
-        "retry_in": device_flow.retry_in(pending, now),
-        "interval": pending["interval"],
+        "user_code": pending.user_code,
+        "verification_url": pending.verification_url,
+        "verification_link": device.verification_link(pending.verification_url, pending.user_code),
+        "expires_in_minutes": max(0, math.ceil(pending.expires_in(now) / 60)),
+        "message": pending.message or WAITING,
+        "retry_in": pending.retry_in(now),
+        "interval": pending.interval,
     }
     return render(request, "django_trakt/device_pending.html", context)
 
@@ -199,7 +199,7 @@ def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenG
     first so that the JSON can say so and the grant is revoked.
     """
     state = {"process": AuthProcess.CONNECT, "next": next_url}
-    sociallogin = device_flow.approved_login(request, app, answer, grant, state=state)
+    sociallogin = approved_login(request, app, answer, grant, state=state)
     if sociallogin is None:
         return PollAnswer(PollStatus.ERROR, LINK_FAILED, final=True)
     uid = sociallogin.account.uid
