@@ -74,10 +74,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     # for exit status 2 on usage errors. Revisit with each Django release; owned this round by
     # the refresh-durability work (management/base.py).
     ("management/base.py", "", "__class__"): "Django 6.1",
-    # Django's TestCase marks its own atomic blocks with the undocumented _from_testcase, which
-    # tells a test's outermost block (nothing to rescue at its rollback) from a site's. The
-    # refresh-durability redesign removes it (links/durability.py); allauth 65.22 / Django 6.1.
-    ("links/durability.py", "", "_from_testcase"): "the durability redesign (issue 22)",
 }
 
 
