@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 PUBLIC_SCOPE = "public"
 #: Part of the budget's cache key: bump when what a count means changes.
 BUDGET_KEY_VERSION = 1
-# Trakt allows 500 GET per 5 minutes per app and per user (docs/security.md, "Budgets"):
+# Trakt allows 500 GET per 5 minutes per app and per user (docs/security.md, "trying to get the site banned"):
 # renders may spend a fifth of that, leaving the rest to the site's workers and to refreshes.
 #: Trakt calls all renders of public lists may send per period, site-wide (0: cache only).
 PAGE_CALL_BUDGET = 100
