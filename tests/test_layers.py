@@ -27,7 +27,7 @@ LAYERS = ["core", "conf", "api", "links", "pages", "site"]
 #: Top-level modules below the site layer; every other top-level module is "site".
 TOP_LEVEL = {"__init__": "core", "conf": "conf", "exceptions": "conf", "signals": "conf", "models": "links"}
 #: Sub-packages and their layer.
-PACKAGES = {"core": "core", "api": "api", "links": "links", "pages": "pages", "templatetags": "pages"}
+PACKAGES = {"core": "core", "conf": "conf", "api": "api", "links": "links", "pages": "pages", "templatetags": "pages"}
 
 
 def module_name(path: Path) -> str:

@@ -6,7 +6,7 @@ that nobody can revoke. So every grant a sign-in obtains is noted as a :class:`P
 until a link stores it, and revoked at Trakt as soon as the site can tell it was abandoned:
 
 - the same session starts another Trakt sign-in (allauth drops the pending signup then);
-- it is older than ``TRAKT_PENDING_SIGNUP_MAX_AGE`` (``refresh_trakt_tokens`` sweeps them).
+- it is older than ``PENDING_SIGNUP_MAX_AGE`` (``refresh_trakt_tokens`` sweeps them).
 
 A signup finished after its grant was revoked still creates the link, flagged *needs
 re-authorization* with the reason, rather than storing a token that no longer works.
@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.api import oauth
-from django_trakt.conf import get_trakt_app, trakt_settings
+from django_trakt.conf import get_trakt_app
 from django_trakt.exceptions import TraktConfigurationError, TraktError
 from django_trakt.links import crypto
 from django_trakt.models import PendingGrant
@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 SESSION_KEY = "django_trakt_pending_grants"
 #: How long a revoked grant is remembered, to flag a signup finished later.
 REVOKED_KEPT = dt.timedelta(days=7)
+#: Seconds the grant of an unfinished sign-in (a signup form never sent) waits before the
+#: scheduled sweep revokes it: an hour is far longer than anyone takes over the form, and
+#: short enough that an abandoned grant does not linger (was TRAKT_PENDING_SIGNUP_MAX_AGE).
+PENDING_SIGNUP_MAX_AGE = 3600.0
 
 ABANDONED = "The sign-in was left unfinished, so Trakt's grant was revoked: sign in with Trakt again."
 
@@ -137,8 +141,8 @@ def revoke(grants: Any) -> int:
 
 
 def revoke_abandoned(now: dt.datetime | None = None) -> int:
-    """Revoke every grant pending for longer than ``TRAKT_PENDING_SIGNUP_MAX_AGE``; forget old ones."""
+    """Revoke every grant pending for longer than ``PENDING_SIGNUP_MAX_AGE``; forget old ones."""
     now = now or timezone.now()
     PendingGrant.objects.filter(revoked_at__lt=now - REVOKED_KEPT).delete()
-    cutoff = now - dt.timedelta(seconds=trakt_settings.PENDING_SIGNUP_MAX_AGE)
+    cutoff = now - dt.timedelta(seconds=PENDING_SIGNUP_MAX_AGE)
     return revoke(PendingGrant.objects.filter(revoked_at__isnull=True, created_at__lt=cutoff).order_by("pk"))

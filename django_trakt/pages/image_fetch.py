@@ -6,7 +6,7 @@ that changes after the check (DNS rebinding) cannot move it. Every redirect is c
 pinned again; a size cap, and the bytes must be a PNG, JPEG, GIF or WebP (by their magic
 bytes, whatever the ``Content-Type`` says). Anything else is an :class:`ImageRefused`.
 
-The timeout (``TRAKT_IMAGE_TIMEOUT``) is the whole fetch's, kept inside reads too
+The timeout (``IMAGE_TIMEOUT``) is the whole fetch's, kept inside reads too
 (:class:`_Deadline`): a host that trickles a byte at a time, which would satisfy every
 per-read timeout, has its connection shut at the deadline.
 """
@@ -35,6 +35,15 @@ from django_trakt.pages.image_sources import check_addresses, check_url, normali
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+# What an avatar or a poster needs, and no more: each bound caps what a hostile or broken
+# image host can make a worker (or a page, without workers) spend. These were settings
+# (TRAKT_IMAGE_*) before 0.2.
+#: The largest image accepted, in bytes: Trakt's posters and avatars are well under 1 MB.
+IMAGE_MAX_BYTES = 2 * 1024 * 1024
+#: Seconds for one whole download, redirects included: an image host answers in well under one.
+IMAGE_TIMEOUT = 5.0
+#: Redirects followed, each checked again: Trakt's hosts redirect once at most.
+IMAGE_MAX_REDIRECTS = 3
 
 
 # -- what an image is ---------------------------------------------------------------------
@@ -126,7 +135,7 @@ def _connect_within_deadline(connection: HTTPConnection, connect: Callable[[], N
     if deadline is not None and deadline.passed():
         # The timer may have fired before the socket existed: nothing was shut, so refuse here.
         connection.close()
-        raise TimeoutError("image download exceeded TRAKT_IMAGE_TIMEOUT")
+        raise TimeoutError("image download exceeded IMAGE_TIMEOUT")
 
 
 class _DeadlineHTTPSConnection(HTTPSConnection):
@@ -242,7 +251,7 @@ def _pinned_session(address: str) -> requests.Session:
 
 
 def _timed_out() -> ImageRefused:
-    return ImageRefused("image download exceeded TRAKT_IMAGE_TIMEOUT")
+    return ImageRefused("image download exceeded IMAGE_TIMEOUT")
 
 
 @contextlib.contextmanager
@@ -292,13 +301,13 @@ def _pinned_get(url: str, host: str, addresses: list[str], deadline: _Deadline) 
 def _download(response: requests.Response, max_bytes: int, deadline: _Deadline) -> bytes:
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
-        raise ImageRefused(f"image is larger than TRAKT_IMAGE_MAX_BYTES ({max_bytes})")
+        raise ImageRefused(f"image is larger than IMAGE_MAX_BYTES ({max_bytes})")
     body = bytearray()
     try:
         for chunk in response.iter_content(_CHUNK):
             body += chunk
             if len(body) > max_bytes:
-                raise ImageRefused(f"image is larger than TRAKT_IMAGE_MAX_BYTES ({max_bytes})")
+                raise ImageRefused(f"image is larger than IMAGE_MAX_BYTES ({max_bytes})")
             if deadline.passed():
                 raise _timed_out()
     except (requests.RequestException, OSError) as err:
@@ -320,14 +329,14 @@ def fetch_image(url: str) -> tuple[bytes, str]:
     hop checked and pinned like the first; the timeout covers the whole download, reads
     included (:class:`_Deadline`).
     """
-    with _Deadline(time.monotonic() + trakt_settings.IMAGE_TIMEOUT) as deadline:
+    with _Deadline(time.monotonic() + IMAGE_TIMEOUT) as deadline:
         return _fetch_within(url, deadline)
 
 
 def _fetch_within(url: str, deadline: _Deadline) -> tuple[bytes, str]:
-    max_bytes = trakt_settings.IMAGE_MAX_BYTES
+    max_bytes = IMAGE_MAX_BYTES
     current = normalize_source(url) or ""
-    for _hop in range(trakt_settings.IMAGE_MAX_REDIRECTS + 1):
+    for _hop in range(IMAGE_MAX_REDIRECTS + 1):
         host = check_url(current)
         addresses = check_addresses(host)
         with _pinned_get(current, host, addresses, deadline) as response:

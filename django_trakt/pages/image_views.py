@@ -20,7 +20,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import condition, require_safe
 
-from django_trakt.conf import PROVIDER_ID, trakt_settings
+from django_trakt.conf import PROVIDER_ID
 from django_trakt.pages import images
 
 logger = logging.getLogger(__name__)
@@ -55,17 +55,20 @@ def _respond(
 
 #: ``max-age`` of the default image standing in while a task worker (or another request) fetches the real one.
 PENDING_MAX_AGE = 10
+#: ``max-age`` of a served image: a week, as a fetched image never changes (a new avatar has
+#: a new URL, so a new address here) (was the setting TRAKT_IMAGE_MAX_AGE).
+IMAGE_MAX_AGE = 7 * 24 * 3600
 
 
 def default_image_response(request: HttpRequest, kind: str, *, max_age: int | None = None) -> HttpResponse:
-    """The default avatar or poster (PNG), cached for ``TRAKT_IMAGE_RETRY_AFTER`` seconds (or ``max_age``).
+    """The default avatar or poster (PNG), cached for ``IMAGE_RETRY_AFTER`` seconds (or ``max_age``).
 
     ``public`` even for an avatar URL: the shipped default is the same for everyone and
     shows nothing of the person.
     """
     content = images.default_image(kind)
     etag = f'"default-{hashlib.sha256(content).hexdigest()[:16]}"'
-    seconds = int(trakt_settings.IMAGE_RETRY_AFTER) if max_age is None else max_age
+    seconds = int(images.IMAGE_RETRY_AFTER) if max_age is None else max_age
     return _respond(request, content, "image/png", etag, seconds, None)
 
 
@@ -87,7 +90,7 @@ def image_response(request: HttpRequest, source_url: str, kind: str) -> HttpResp
         image.content,
         image.content_type,
         f'"{image.digest[:32]}"',
-        trakt_settings.IMAGE_MAX_AGE,
+        IMAGE_MAX_AGE,
         modified,
         private=kind == images.AVATAR,
     )

@@ -41,6 +41,7 @@ from django_trakt.core import dispatch
 from django_trakt.core.cache import cache_call, release_lock, take_lock
 from django_trakt.exceptions import ImageRefused
 from django_trakt.links.profile import TraktProfile
+from django_trakt.pages import image_fetch
 from django_trakt.pages.image_fetch import fetch_image, sniff_image_type
 from django_trakt.pages.image_sources import is_allowed_source, normalize_source
 
@@ -52,6 +53,13 @@ DEFAULT_IMAGES = {AVATAR: "django_trakt/default-avatar.png", POSTER: "django_tra
 _STATIC_ROOT = Path(__file__).resolve().parent.parent / "static"  # the app's static folder
 _POSTER_SALT = "django_trakt.images.poster"
 _AVATAR_SALT = "django_trakt.images.avatar"
+#: The folder of the fetched images in their storage (``TRAKT_IMAGE_STORAGE`` picks the
+#: storage, and with it the place): fixed, so housekeeping always finds them (was the setting
+#: TRAKT_IMAGE_PREFIX).
+IMAGE_PREFIX = "django_trakt"
+#: Seconds the default image stands in after a failed fetch before it is tried again: a
+#: broken image host is not asked on every render (was TRAKT_IMAGE_RETRY_AFTER).
+IMAGE_RETRY_AFTER = 900.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +88,7 @@ def source_digest(source_url: str) -> str:
 
 def storage_name(source_url: str, kind: str) -> str:
     """Where the image of ``source_url`` is kept: content-addressed by the source URL."""
-    return f"{trakt_settings.IMAGE_PREFIX}/{kind}s/{source_digest(source_url)}"
+    return f"{IMAGE_PREFIX}/{kind}s/{source_digest(source_url)}"
 
 
 def _failure_key(digest: str) -> str:
@@ -126,7 +134,7 @@ def _offloaded(source: str, kind: str, digest: str) -> bool:
 
 def _read_stored(storage: Any, name: str, digest: str) -> StoredImage | None:
     with storage.open(name, "rb") as stored:
-        content = stored.read(trakt_settings.IMAGE_MAX_BYTES + 1)
+        content = stored.read(image_fetch.IMAGE_MAX_BYTES + 1)
     content_type = sniff_image_type(content)
     if content_type is None:
         logger.warning("Stored Trakt image %s is not an image; ignoring it", name)
@@ -141,7 +149,7 @@ def _read_stored(storage: Any, name: str, digest: str) -> StoredImage | None:
 def get_image(source_url: str, kind: str, *, background: bool = False) -> StoredImage | None:
     """The stored copy of ``source_url``, fetched and stored first if missing; None: use the default.
 
-    A refused or failed fetch is remembered for ``TRAKT_IMAGE_RETRY_AFTER`` seconds so a
+    A refused or failed fetch is remembered for ``IMAGE_RETRY_AFTER`` seconds so a
     broken image does not cost a download on every page view. With a task backend the
     fetch is enqueued instead (None meanwhile), unless ``background`` (the task itself).
     """
@@ -165,7 +173,7 @@ def get_image(source_url: str, kind: str, *, background: bool = False) -> Stored
     # download): the others get the default meanwhile, as while a task worker fetches it. A
     # cache that is down cannot say; then each request fetches, as before it had a lock.
     lock_key = _fetching_key(digest)
-    ticket, locked = take_lock(lock_key, math.ceil(trakt_settings.IMAGE_TIMEOUT) + 30)
+    ticket, locked = take_lock(lock_key, math.ceil(image_fetch.IMAGE_TIMEOUT) + 30)
     if locked is False:
         return None
     try:
@@ -188,7 +196,7 @@ def _fetch_and_store(source: str, kind: str, digest: str, storage: Any, name: st
         content, content_type = fetch_image(source)
     except ImageRefused as err:
         logger.info("Trakt %s image not fetched from %s: %s", kind, urlsplit(source).hostname, err)
-        cache_call("set", _failure_key(digest), True, trakt_settings.IMAGE_RETRY_AFTER)
+        cache_call("set", _failure_key(digest), True, IMAGE_RETRY_AFTER)
         return None
     try:
         if not storage.exists(name):  # stored meanwhile by a request that found the cache down

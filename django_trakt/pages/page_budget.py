@@ -2,9 +2,9 @@
 
 The site must never become an amplifier that gets its Trakt app banned: every request a
 render sends to Trakt is first counted, in the cache, against a budget per window of
-``TRAKT_PAGE_CALL_PERIOD`` seconds. Public lists share one site-wide budget
-(``TRAKT_PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's own
-lists have a budget per user (``TRAKT_PAGE_USER_CALL_BUDGET``: Trakt counts those against the
+``PAGE_CALL_PERIOD`` seconds. Public lists share one site-wide budget
+(``PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's own
+lists have a budget per user (``PAGE_USER_CALL_BUDGET``: Trakt counts those against the
 user's token). A spent budget, or a cache that cannot count, means no call
 (:class:`BudgetSpent`, whose ``error`` the page shows).
 """
@@ -17,7 +17,6 @@ from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.conf import trakt_settings
 from django_trakt.core import clock
 from django_trakt.core.cache import count_in_window
 from django_trakt.exceptions import (
@@ -32,6 +31,14 @@ logger = logging.getLogger(__name__)
 PUBLIC_SCOPE = "public"
 #: Part of the budget's cache key: bump when what a count means changes.
 BUDGET_KEY_VERSION = 1
+# Trakt allows 500 GET per 5 minutes per app and per user (docs/security.md, "trying to get the site banned"):
+# renders may spend a fifth of that, leaving the rest to the site's workers and to refreshes.
+#: Trakt calls all renders of public lists may send per period, site-wide (0: cache only).
+PAGE_CALL_BUDGET = 100
+#: Trakt calls renders of one user's own lists may send per period.
+PAGE_USER_CALL_BUDGET = 100
+#: Seconds of the window both budgets are counted over: Trakt's own window.
+PAGE_CALL_PERIOD = 300.0
 
 
 def _budget_name(scope: str) -> str:
@@ -41,15 +48,15 @@ def _budget_name(scope: str) -> str:
 def spend_page_call(scope: str) -> WatchlistError:
     """Count one Trakt call against the budget of ``scope``: ``NONE`` if it may be sent, else why not.
 
-    A fixed window per ``TRAKT_PAGE_CALL_PERIOD`` (:func:`count_in_window`: shared by every
+    A fixed window per ``PAGE_CALL_PERIOD`` (:func:`count_in_window`: shared by every
     process, restarting when the clock enters the next window). At a window's edge up to
     twice the budget can be sent in one period, still well under Trakt's limit with the
     defaults. A call refused is counted too; it never reaches Trakt.
     """
-    budget = trakt_settings.PAGE_CALL_BUDGET if scope == PUBLIC_SCOPE else trakt_settings.PAGE_USER_CALL_BUDGET
+    budget = PAGE_CALL_BUDGET if scope == PUBLIC_SCOPE else PAGE_USER_CALL_BUDGET
     if budget <= 0:
-        return WatchlistError.BUSY  # the site chose: pages only ever show what is cached
-    period = trakt_settings.PAGE_CALL_PERIOD
+        return WatchlistError.BUSY  # pages only ever show what is cached
+    period = PAGE_CALL_PERIOD
     counted = count_in_window(_budget_name(scope), period)
     if counted is None:
         return WatchlistError.UNAVAILABLE  # the cache is down (logged): nothing can be counted, so no call

@@ -10,31 +10,31 @@ Caching (Django's cache framework, alias ``TRAKT_CACHE``):
 
 * One entry per list (``user:<pk>`` or ``trakt:<slug>``, type, sort): the items, when
   they were fetched, and for the user's own list the ``/sync/last_activities`` marker
-  they match. The entry is kept for ``TRAKT_WATCHLIST_STALE_TTL`` (the "last good
+  they match. The entry is kept for ``WATCHLIST_STALE_TTL`` (the "last good
   copy") and counts as fresh for ``TRAKT_WATCHLIST_TTL``: a fresh entry costs no
   request and no query.
 * Past the TTL, the user's own list asks ``/sync/last_activities`` first (one call per
   user per TTL, shared by all their lists) and fetches the list again only if the
   watchlist changed. A public list (a Trakt username, no token) is fetched again.
-* After a failure, a list is not asked for again for ``TRAKT_FAILURE_BACKOFF``
+* After a failure, a list is not asked for again for ``FAILURE_BACKOFF``
   seconds (a 429's ``Retry-After``, if longer), so a page never waits on a Trakt that
   is down, and a rate limit is not hammered.
 * When an entry is being refreshed by another request, it is served as it is.
 * An unknown or private Trakt username is not asked about again, whatever the type or
-  sort, for ``TRAKT_WATCHLIST_NOT_FOUND_TTL`` seconds.
+  sort, for ``WATCHLIST_NOT_FOUND_TTL`` seconds.
 
 Budgets (the site must never become an amplifier that gets its Trakt app banned,
 :mod:`django_trakt.pages.page_budget`): every request sent to Trakt from here is first
-counted, in the cache, against a budget per window of ``TRAKT_PAGE_CALL_PERIOD`` seconds.
+counted, in the cache, against a budget per window of ``PAGE_CALL_PERIOD`` seconds.
 Public lists share one site-wide budget
-(``TRAKT_PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's
-own lists have a budget per user (``TRAKT_PAGE_USER_CALL_BUDGET``: Trakt counts those
+(``PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's
+own lists have a budget per user (``PAGE_USER_CALL_BUDGET``: Trakt counts those
 against the user's token). A spent budget, or a cache that cannot count, means no call:
 the stale copy or the empty state, with ``error == "busy"`` (or ``"unavailable"``).
 
 Calls made here use ``TRAKT_PAGE_TIMEOUT`` and wait out a 429 only if its
-``Retry-After`` is at most ``TRAKT_PAGE_RETRY_WAIT`` (default 0: never sleep in a
-render). No cache key or log line contains a token.
+``Retry-After`` is at most ``PAGE_RETRY_WAIT`` (0: never sleep in a render). No cache key
+or log line contains a token.
 
 With a task backend (``TRAKT_TASK_BACKEND``, :mod:`django_trakt.core.dispatch`) a render
 never asks Trakt: a copy past its TTL is shown as it is and one revalidation is enqueued
@@ -84,6 +84,18 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
 #: A 429's Retry-After is honoured as a backoff up to this many seconds.
 MAX_BACKOFF = 3600.0
+#: Seconds the last good copy is kept, to show while Trakt fails: a week covers an outage
+#: and a weekend without anyone at hand (it was the setting TRAKT_WATCHLIST_STALE_TTL).
+WATCHLIST_STALE_TTL = 7 * 24 * 3600.0
+#: Seconds renders stop asking Trakt about a list after a failure: long enough not to hammer
+#: a Trakt that is down, short enough that a blip is forgotten (was TRAKT_FAILURE_BACKOFF).
+FAILURE_BACKOFF = 60.0
+#: Seconds an unknown or private Trakt username is not asked about again: such a name rarely
+#: changes, and each try costs the site-wide budget (was TRAKT_WATCHLIST_NOT_FOUND_TTL).
+WATCHLIST_NOT_FOUND_TTL = 3600.0
+#: The longest 429 Retry-After a render waits out: 0, a page never sleeps; the list comes from
+#: the cache or the next render instead (was TRAKT_PAGE_RETRY_WAIT).
+PAGE_RETRY_WAIT = 0.0
 _SLUG = re.compile(r"[^a-z0-9_]+")
 
 # -- whose list ------------------------------------------------------------------------------
@@ -108,7 +120,7 @@ class _Owner:
         options: dict[str, Any] = {
             "scope": self.budget_scope,
             "timeout": None if background else trakt_settings.PAGE_TIMEOUT,
-            "max_retry_wait": trakt_settings.PAGE_RETRY_WAIT,
+            "max_retry_wait": PAGE_RETRY_WAIT,
             "refresh_wait": None if background else trakt_settings.PAGE_TIMEOUT,
         }
         if self.user is not None:
@@ -202,7 +214,7 @@ def get_watchlist(user_or_username: Any, type: str = "all", sort: str = "rank", 
 
     ``type``: all, movies, shows, seasons or episodes. ``sort``: Trakt's ``sort_by``
     (rank, added, title, released, ...), ``"-added"`` for descending. ``limit``: at
-    most this many items (capped at ``TRAKT_WATCHLIST_MAX_ITEMS``). Never raises.
+    most this many items (capped at ``WATCHLIST_MAX_ITEMS``). Never raises.
     With a task backend it never asks Trakt either (see the module's docs).
     """
     return _watchlist(user_or_username, type, sort, limit, background=False)
@@ -290,7 +302,7 @@ def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, backg
             marker = _activity_marker(_last_activities(owner, client, now), list_type)
             if usable and marker is not None and entry.get("marker") == marker:
                 entry = {**entry, "at": now}
-                cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
+                cache_call("set", key, entry, WATCHLIST_STALE_TTL)
                 return result_from_entry(entry, list_type, limit)
         items, complete = _fetch(client, owner.path(list_type, sort_by, sort_how), limit)
     except BudgetSpent as spent:
@@ -305,13 +317,13 @@ def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, backg
             # The visitor sees "unavailable"; the operator gets what to fix (no token in it).
             logger.error("Trakt watchlist not fetched: %s %s", err, err.NO_LINK_FLAGGED)
         error = _error_for(err, owner)
-        backoff_key, seconds = key + ":backoff", trakt_settings.FAILURE_BACKOFF
+        backoff_key, seconds = key + ":backoff", FAILURE_BACKOFF
         if isinstance(err, TraktRateLimited) and err.retry_after:
             seconds = max(seconds, min(err.retry_after, MAX_BACKOFF))
         if error in (WatchlistError.NOT_FOUND, WatchlistError.PRIVATE):
             # Trakt's answer about a name does not change soon: a visitor cycling through
             # names or sorts costs one call per name per TTL, not one per render.
-            backoff_key, seconds = _missing_key(owner.key), trakt_settings.WATCHLIST_NOT_FOUND_TTL
+            backoff_key, seconds = _missing_key(owner.key), WATCHLIST_NOT_FOUND_TTL
         logger.warning(
             "Trakt watchlist %s/%s not fetched (%s): %s", owner.key, list_type, error, err.__class__.__name__
         )
@@ -322,5 +334,5 @@ def _watchlist(user_or_username: Any, type: Any, sort: Any, limit: Any, *, backg
         if locked:
             cache_call("delete", lock_key)
     entry = {"v": CACHE_VERSION, "items": items, "complete": complete, "marker": marker, "at": now}
-    cache_call("set", key, entry, trakt_settings.WATCHLIST_STALE_TTL)
+    cache_call("set", key, entry, WATCHLIST_STALE_TTL)
     return result_from_entry(entry, list_type, limit)

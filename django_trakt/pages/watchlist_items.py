@@ -33,6 +33,10 @@ TYPES: dict[str, tuple[str, ...]] = {
 #: ``projects/api/src/contracts/users/schema/request/sortParamsSchema.ts``); ``"-added"``
 #: sorts descending. ``my_rating`` and ``random`` are not in the contract: gone.
 SORTS: tuple[str, ...] = ("rank", "added", "title", "released", "runtime", "popularity", "percentage", "votes")
+#: The most items a tag fetches (its ``limit`` is capped): each page of items is a Trakt call
+#: from the page budget, and a page showing more is a list, not a widget (was the setting
+#: TRAKT_WATCHLIST_MAX_ITEMS).
+WATCHLIST_MAX_ITEMS = 100
 KIND_LABELS = {
     "movie": gettext_lazy("Movie"),
     "show": gettext_lazy("Show"),
@@ -236,7 +240,7 @@ def sort_error(sort: Any) -> str:
 
 
 def parse_limit(limit: Any) -> int:
-    maximum = trakt_settings.WATCHLIST_MAX_ITEMS
+    maximum = WATCHLIST_MAX_ITEMS
     try:
         value = int(limit) if limit not in (None, "") else maximum
     except (TypeError, ValueError):
