@@ -37,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_c
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -314,7 +314,7 @@ def _revoke_abandoned_grants() -> int:
 def sequential_reason() -> str:
     """Why a batch asked for several threads refreshes one link at a time ("" if it does not)."""
     alias = database_alias()
-    if connections[alias].in_atomic_block:
+    if not transaction.get_autocommit(using=alias):  # inside atomic(): autocommit is off
         return gettext("called inside a transaction: refreshing in the caller's thread, one link at a time")
     if not has_row_locks(alias):
         return gettext("SQLite has one writer: refreshing one link at a time")

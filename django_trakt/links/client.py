@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt.api.http import decode_json, header, send
@@ -230,9 +230,11 @@ def _can_refresh_on_own_thread() -> bool:
     Not inside a transaction (its rows may be uncommitted, a ``TestCase`` included), and
     not on an in-memory SQLite database, whose connections share tables under table locks.
     """
-    connection = connections[database_alias()]
-    if connection.in_atomic_block:
+    alias = database_alias()
+    # Inside atomic() Django turns autocommit off: the documented way to ask.
+    if not transaction.get_autocommit(using=alias):
         return False
+    connection = connections[alias]
     in_memory = getattr(connection, "is_in_memory_db", None)
     return not (in_memory is not None and in_memory())
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
 from django.core.exceptions import MultipleObjectsReturned
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
@@ -94,7 +94,7 @@ def _stored_ciphertext(account_id: Any, using: str) -> str:
     pk = TraktToken.objects.using(using).filter(account_id=account_id).values_list("pk", flat=True).first()
     if pk is None:
         return ""
-    locked = lock_token(pk, using=using) if connections[using].in_atomic_block else None
+    locked = lock_token(pk, using=using) if not transaction.get_autocommit(using=using) else None
     if locked is None:
         locked = TraktToken.objects.using(using).filter(pk=pk).first()
     return locked.access_token_encrypted if locked is not None else ""
