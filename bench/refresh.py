@@ -70,7 +70,7 @@ def seed(links: int, latency: float, database_url: str) -> tuple[Any, Any]:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from django_trakt.api.tokens import grant_from_response
+    from django_trakt.internal.api.tokens import grant_from_response
     from django_trakt.models import TraktToken
 
     call_command("migrate", verbosity=0)
@@ -111,7 +111,7 @@ def measure(links: int, concurrency: int, database_url: str, server_url: str) ->
     from django.db import connection
     from django.db.backends.signals import connection_created
 
-    from django_trakt.links.batch import refresh_due_tokens
+    from django_trakt.internal.links.batch import refresh_due_tokens
 
     queries = 0
     lock = threading.Lock()
