@@ -106,6 +106,25 @@ def test_the_local_trakt_imports_nothing_of_the_app():
             assert [target for _line, target in imported_modules(path) if layer_of(target) != "testing"] == [], path
 
 
+def test_the_deprecated_shims_import_only_the_public_modules():
+    shims = [path for path in sources() if layer_of(module_name(path)) == "deprecated"]
+    assert len(shims) == 9  # links/ (package + 6 paths) and pages/ (package + watchlist)
+    for path in shims:
+        targets = {target for _line, target in imported_modules(path)}
+        assert targets <= PUBLIC_MODULES, path
+
+
+def test_nothing_of_the_app_imports_the_deprecated_shims():
+    importers = [
+        f"{module_name(path)} -> {target}, line {line}"
+        for path in sources()
+        if layer_of(module_name(path)) != "deprecated"
+        for line, target in imported_modules(path)
+        if layer_of(target) == "deprecated"
+    ]
+    assert importers == []
+
+
 @pytest.mark.parametrize(
     ("module", "layer"),
     [

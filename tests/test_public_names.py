@@ -180,3 +180,79 @@ def test_moved_public_paths_still_import_with_a_warning(old, new):
         old_module = importlib.import_module(old)
     assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
     assert old_module.urlpatterns  # still a working URLconf
+
+
+#: The previous release's documented paths (README and docs of 0.1) -> their public module.
+#: Each old module is a shim until 0.3: a DeprecationWarning, and the very same objects.
+OLD_PATHS: dict[str, str] = {
+    "django_trakt.links.client": "django_trakt.client",
+    "django_trakt.links.batch": "django_trakt.tokens",
+    "django_trakt.links.refresh": "django_trakt.tokens",
+    "django_trakt.links.revocation": "django_trakt.tokens",
+    "django_trakt.links.rotation": "django_trakt.tokens",
+    "django_trakt.links.redirect_uri": "django_trakt.redirect_uri",
+    "django_trakt.pages.watchlist": "django_trakt.watchlists",
+}
+#: What the old docs imported from each old path (all of it must still be there).
+OLD_NAMES: dict[str, set[str]] = {
+    "django_trakt.links.client": {"TraktClient"},
+    "django_trakt.links.batch": {"refresh_due_tokens"},
+    "django_trakt.links.refresh": {"refresh_token", "RefreshResult", "Outcome"},
+    "django_trakt.links.revocation": {"unlink"},
+    "django_trakt.links.rotation": {"rotate_keys"},
+    "django_trakt.links.redirect_uri": {"trakt_callback_url"},
+    "django_trakt.pages.watchlist": {"get_watchlist", "WatchlistResult", "WatchlistItem", "WatchlistError"},
+}
+
+
+def _import_afresh(old: str) -> tuple[object, list[warnings.WarningMessage]]:
+    import sys
+
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    return module, caught
+
+
+@pytest.mark.parametrize(("old", "new"), OLD_PATHS.items())
+def test_old_documented_paths_warn_and_give_the_public_objects(old, new):
+    public = importlib.import_module(new)
+    old_module, caught = _import_afresh(old)
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(deprecations) == 1, [str(w.message) for w in caught]
+    message = str(deprecations[0].message)
+    assert message.startswith(f"{old} is deprecated and will be removed in 0.3: import ")
+    assert message.endswith(f" from {new}")
+    # The old module's names are the public module's, object for object, and the old docs'
+    # names are all there.
+    assert set(old_module.__all__) >= OLD_NAMES[old]
+    assert set(old_module.__all__) <= PUBLIC[new]
+    for name in old_module.__all__:
+        assert getattr(old_module, name) is getattr(public, name), name
+        assert name in message
+
+
+def test_the_deprecation_points_at_the_importer():
+    # stacklevel=2 from the shim's top level skips the import machinery: the warning names
+    # the line that imported the old path, so a site finds it.
+    import sys
+
+    sys.modules.pop("django_trakt.links.client", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from django_trakt.links.client import TraktClient  # noqa: F401 (the import is the test)
+    (warning,) = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert warning.filename == __file__
+
+
+def test_the_old_packages_hold_only_the_shims():
+    # Nothing else of the previous layout answers at the old place: other old modules were
+    # never documented and are gone (their code is in django_trakt.internal).
+    shims = {path.stem for path in (ROOT / "django_trakt" / "links").glob("*.py")} | {
+        f"pages.{path.stem}" for path in (ROOT / "django_trakt" / "pages").glob("*.py")
+    }
+    documented = {old.removeprefix("django_trakt.").removeprefix("links.") for old in OLD_PATHS}
+    assert shims - {"__init__", "pages.__init__"} == documented
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("django_trakt.links.crypto")

@@ -1,0 +1,19 @@
+"""Deprecated path, kept until 0.3: import from :mod:`django_trakt.tokens`.
+
+The previous release documented ``django_trakt.links.revocation`` for ``revoke_at_trakt``,
+``unlink``. Import them from :mod:`django_trakt.tokens`: the module behind this path is internal
+now (``django_trakt.internal``).
+"""
+
+import warnings
+
+from django_trakt.tokens import revoke_at_trakt, unlink
+
+warnings.warn(
+    "django_trakt.links.revocation is deprecated and will be removed in 0.3: "
+    "import revoke_at_trakt, unlink from django_trakt.tokens",
+    DeprecationWarning,
+    stacklevel=2,  # the importer's line: the import machinery's own frames are skipped
+)
+
+__all__ = ["revoke_at_trakt", "unlink"]

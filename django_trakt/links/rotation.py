@@ -1,0 +1,18 @@
+"""Deprecated path, kept until 0.3: import from :mod:`django_trakt.tokens`.
+
+The previous release documented ``django_trakt.links.rotation`` for ``rotate_keys``. Import them
+from :mod:`django_trakt.tokens`: the module behind this path is internal now
+(``django_trakt.internal``).
+"""
+
+import warnings
+
+from django_trakt.tokens import rotate_keys
+
+warnings.warn(
+    "django_trakt.links.rotation is deprecated and will be removed in 0.3: import rotate_keys from django_trakt.tokens",
+    DeprecationWarning,
+    stacklevel=2,  # the importer's line: the import machinery's own frames are skipped
+)
+
+__all__ = ["rotate_keys"]
