@@ -186,7 +186,10 @@ def test_wheel_installs_alone_and_passes_check_and_migrate(dist, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", dist["wheel"]])
+    # Without the caller's PYTHONPATH: on it, the source tree's django_trakt.egg-info (which
+    # building the sdist writes) tells pip django-trakt 0.1.0 is installed, and pip skips the wheel.
+    pip_env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", dist["wheel"]], env=pip_env)
 
     site = tmp_path / "site"
     site.mkdir()

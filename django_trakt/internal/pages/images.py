@@ -36,6 +36,7 @@ from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+import django_trakt
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import ImageRefused
 from django_trakt.internal.core import dispatch
@@ -50,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 AVATAR, POSTER = "avatar", "poster"
 DEFAULT_IMAGES = {AVATAR: "django_trakt/default-avatar.png", POSTER: "django_trakt/default-poster.png"}
-_STATIC_ROOT = Path(__file__).resolve().parent.parent / "static"  # the app's static folder
+#: The app's static folder, found from the package itself (not from this module's place).
+_STATIC_ROOT = Path(django_trakt.__file__).resolve().parent / "static"
 _POSTER_SALT = "django_trakt.images.poster"
 _AVATAR_SALT = "django_trakt.images.avatar"
 #: The folder of the fetched images in their storage (``TRAKT_IMAGE_STORAGE`` picks the
