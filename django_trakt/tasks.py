@@ -8,9 +8,12 @@ process, as before). With a backend:
 - :data:`refresh_link` ``(token_id, within_seconds=None, attempt=0, force=False)`` refreshes one link
   under its row lock, within the budget all workers share
   (:mod:`django_trakt.links.shared_rate`);
-- :data:`enqueue_due_links` ``(within_seconds, force=False)`` enqueues one
-  :data:`refresh_link` per due link (what a scheduler calls; ``refresh_trakt_tokens
-  --enqueue`` does the same and prints the count);
+- :data:`refresh_links` ``(token_ids, within_seconds=None, force=False)`` refreshes each of
+  these links that is due, one after the other (a worker stopping meanwhile enqueues the
+  rest again);
+- :data:`enqueue_due_links` ``(within_seconds, force=False)`` enqueues the due links,
+  :data:`LINKS_PER_TASK` to a :data:`refresh_links` task (what a scheduler calls;
+  ``refresh_trakt_tokens --enqueue`` does the same and prints how many links);
 - :data:`revalidate_watchlist` ``(user_id, username, list_type, sort, limit)`` fetches one
   cached watchlist copy again (a page showed the old one without waiting);
 - :data:`store_image` ``(source_url, kind)`` fetches one image into storage (its view served
@@ -319,9 +322,10 @@ def enqueue_due(
     force: bool = False,
     user_ids: Iterable[int] | None = None,
     limit: int | None = None,
+    links_per_task: int = LINKS_PER_TASK,
 ) -> int:
-    """Enqueue every due link, :data:`LINKS_PER_TASK` to a :data:`refresh_links` task; how
-    many links were enqueued.
+    """Enqueue every due link, ``links_per_task`` to a :data:`refresh_links` task; how many
+    links were enqueued.
 
     Raises :class:`~django_trakt.exceptions.TraktConfigurationError` when no usable task
     backend is configured (the command says so), and :class:`QueueUnavailable` at the first
@@ -352,7 +356,7 @@ def enqueue_due(
     with contextlib.closing(iter(links.iterator(chunk_size=2000))) as stream:
         for pk in stream:
             batch.append(pk)
-            if len(batch) >= LINKS_PER_TASK:
+            if len(batch) >= max(1, links_per_task):
                 enqueued += send(batch)
                 batch = []
     if batch:

@@ -312,10 +312,9 @@ def test_fan_out_task_enqueues_the_refreshes(trakt, linked, queue):
     assert job.args == [[due.pk], 6 * 3600.0, False]
 
 
-def test_fan_out_splits_the_due_links_into_tasks_of_links_per_task(trakt, linked, queue, monkeypatch):
-    monkeypatch.setattr(tasks, "LINKS_PER_TASK", 2)
+def test_fan_out_splits_the_due_links_into_tasks_of_links_per_task(trakt, linked, queue):
     due = [linked(expires_in=EXPIRED)[1] for _ in range(5)]
-    assert tasks.enqueue_due() == 5
+    assert tasks.enqueue_due(links_per_task=2) == 5
     batches = [result.args[0] for result in queue.results]
     assert [len(batch) for batch in batches] == [2, 2, 1]
     assert sorted(pk for batch in batches for pk in batch) == sorted(token.pk for token in due)
