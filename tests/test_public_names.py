@@ -44,6 +44,7 @@ PUBLIC: dict[str, frozenset[str]] = {
     "django_trakt.admin": frozenset({"TraktTokenInline"}),
     "django_trakt.tasks": frozenset(
         {
+            "LINKS_PER_TASK",
             "enqueue_due",
             "enqueue_due_links",
             "refresh_link",
