@@ -23,7 +23,9 @@ The paths, each in processes of its own with the same settings (``bench/bench_se
 Printed per path: tokens/s and its share of the ideal (parallel requests / latency: 1 for the
 naive loop, C for the command, N for the workers; the workers' time runs from their start to
 the last one's exit), CPU milliseconds per token of the client processes (every process the
-path started, enqueueing and forked work-horses included, from ``getrusage(RUSAGE_CHILDREN)``),
+path started, enqueueing and forked work-horses included, from ``getrusage(RUSAGE_CHILDREN)``;
+in brackets without their start-up and exit, measured by running the same processes with no
+due link first),
 of the local Trakt (its ``/proc/<pid>/stat``) and of PostgreSQL (the backends serving the
 bench database, from ``pg_stat_activity`` and ``/proc/<pid>/stat``, sampled every 50 ms), SQL
 statements per token (``bench/query_count.py`` in each process), whether each link was
@@ -349,12 +351,18 @@ def measure(path: str, option: Any, links: int, latency: float, database_url: st
     trakt = context.Process(target=serve_trakt, args=(links, latency, child))
     trakt.start()
     server_url, grants = parent.recv()
-    seed(grants)
     store = redis.Redis.from_url(redis_url())
-    store.flushdb()
     query_dir = tempfile.mkdtemp(prefix="bench-queries-")
     try:
         env = environment(database_url, server_url, query_dir)
+        # The same processes with nothing to do: their start-up and exit, paid once per run.
+        seed([])
+        store.flushdb()
+        before = children_cpu()
+        run_path(path, option, {**env, "BENCH_QUERY_DIR": ""})
+        start_up = children_cpu() - before
+        seed(grants)
+        store.flushdb()
         parent.send(("cpu", None))
         trakt_before = parent.recv()
         postgres = PostgresCPU(database_url)
@@ -386,6 +394,7 @@ def measure(path: str, option: Any, links: int, latency: float, database_url: st
         "tokens_s": links / seconds,
         "ideal": links / seconds / (parallel / latency),
         "client_ms": clients * per_token,
+        "client_refresh_ms": (clients - start_up) * per_token,
         "trakt_ms": trakt_seconds * per_token,
         "postgres_ms": postgres_seconds * per_token,
         "queries": queries / links,
@@ -429,15 +438,16 @@ def main() -> int:
         f"{os.cpu_count()} CPU cores; CPU in ms per token"
     )
     print(
-        "| path | tokens/s | % of ideal | client CPU | local Trakt CPU | PostgreSQL CPU | queries/token "
-        "| each refreshed once | presented twice | links lost |"
+        "| path | tokens/s | % of ideal | client CPU (start-up excluded) | local Trakt CPU | PostgreSQL CPU "
+        "| queries/token | each refreshed once | presented twice | links lost |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     worst = 0
     for path, option in runs:
         row = measure(path, option, args.links, args.latency, database_url)
         print(
-            f"| {row['path']} | {row['tokens_s']:.0f} | {row['ideal']:.0%} | {row['client_ms']:.1f} "
+            f"| {row['path']} | {row['tokens_s']:.0f} | {row['ideal']:.0%} "
+            f"| {row['client_ms']:.1f} ({row['client_refresh_ms']:.1f}) "
             f"| {row['trakt_ms']:.1f} | {row['postgres_ms']:.1f} | {row['queries']:.2f} | {row['once']} "
             f"| {row['twice']} | {row['lost']} |",
             flush=True,
