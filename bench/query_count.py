@@ -1,6 +1,7 @@
 """Counts the SQL statements a measured process runs, for ``bench/refresh.py``.
 
-Each process writes its count to ``$BENCH_QUERY_DIR/<pid>``: at exit, and after each task
+Each process writes its count and its peak resident memory (``VmHWM``, in kB) to
+``$BENCH_QUERY_DIR/<pid>``: at exit, and after each task
 (a forking RQ worker's work-horse ends with ``os._exit``, which skips ``atexit``). The count
 is per process id, so a work-horse does not inherit its parent's.
 """
@@ -28,7 +29,15 @@ def write(**_: Any) -> None:
     folder = os.environ.get("BENCH_QUERY_DIR")
     pid = os.getpid()
     if folder and _counts[pid]:
-        (Path(folder) / str(pid)).write_text(str(_counts[pid]))
+        (Path(folder) / str(pid)).write_text(f"{_counts[pid]} {peak_kb()}")
+
+
+def peak_kb() -> int:
+    """This process's peak resident memory (not ``ru_maxrss``: Linux carries that over ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def install() -> None:
@@ -47,5 +56,7 @@ def install() -> None:
     task_finished.connect(write, weak=False)
 
 
-def total(folder: Path) -> int:
-    return sum(int(path.read_text() or 0) for path in folder.iterdir())
+def total(folder: Path) -> tuple[int, int]:
+    """The statements of every process, and the largest peak memory of one (kB)."""
+    rows = [[int(number) for number in path.read_text().split()] for path in folder.iterdir()]
+    return sum(row[0] for row in rows), max((row[1] for row in rows), default=0)

@@ -28,7 +28,8 @@ in brackets without their start-up and exit, measured by running the same proces
 due link first),
 of the local Trakt (its ``/proc/<pid>/stat``) and of PostgreSQL (the backends serving the
 bench database, from ``pg_stat_activity`` and ``/proc/<pid>/stat``, sampled every 50 ms), SQL
-statements per token (``bench/query_count.py`` in each process), whether each link was
+statements per token and the largest peak memory (``VmHWM``) of one process
+(``bench/query_count.py`` in each process), whether each link was
 refreshed exactly once (one accepted refresh per link, none rejected), refresh tokens
 presented twice, and links lost (the stored access token no longer valid at the local Trakt,
 or the stored refresh token not the one it issued last).
@@ -373,7 +374,7 @@ def measure(path: str, option: Any, links: int, latency: float, database_url: st
         postgres_seconds = postgres.seconds()
         parent.send(("cpu", None))
         trakt_seconds = parent.recv() - trakt_before
-        queries = __import__("query_count").total(Path(query_dir))
+        queries, peak_kb = __import__("query_count").total(Path(query_dir))
         failed_jobs = store.zcard("rq:failed:default")
         parent.send(("audit", stored_pairs()))
         seen = parent.recv()
@@ -398,6 +399,7 @@ def measure(path: str, option: Any, links: int, latency: float, database_url: st
         "trakt_ms": trakt_seconds * per_token,
         "postgres_ms": postgres_seconds * per_token,
         "queries": queries / links,
+        "peak_mb": peak_kb / 1024,
         "once": seen["refreshed_once"] == links and seen["attempts"] == links and not failed_jobs,
         "twice": seen["presented_twice"],
         "lost": seen["lost"],
@@ -439,16 +441,17 @@ def main() -> int:
     )
     print(
         "| path | tokens/s | % of ideal | client CPU (start-up excluded) | local Trakt CPU | PostgreSQL CPU "
-        "| queries/token | each refreshed once | presented twice | links lost |"
+        "| queries/token | peak memory of a process | each refreshed once | presented twice | links lost |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     worst = 0
     for path, option in runs:
         row = measure(path, option, args.links, args.latency, database_url)
         print(
             f"| {row['path']} | {row['tokens_s']:.0f} | {row['ideal']:.0%} "
             f"| {row['client_ms']:.1f} ({row['client_refresh_ms']:.1f}) "
-            f"| {row['trakt_ms']:.1f} | {row['postgres_ms']:.1f} | {row['queries']:.2f} | {row['once']} "
+            f"| {row['trakt_ms']:.1f} | {row['postgres_ms']:.1f} | {row['queries']:.2f} | {row['peak_mb']:.0f} MB "
+            f"| {row['once']} "
             f"| {row['twice']} | {row['lost']} |",
             flush=True,
         )
