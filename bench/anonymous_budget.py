@@ -116,8 +116,8 @@ def main() -> None:
     from django.conf import settings
     from django.test import override_settings
 
-    from django_trakt.conf import trakt_settings
     from django_trakt.core import clock
+    from django_trakt.device.flow import DEVICE_START_LIMIT, DEVICE_START_PERIOD
     from django_trakt.sign_in_budgets import CODE_POLLS, CODE_STARTS, TOKEN_CHECKS
 
     now = time.time()
@@ -126,8 +126,8 @@ def main() -> None:
     budgets = {
         "token": (TOKEN_CHECKS.per_client, TOKEN_CHECKS.period, TOKEN_CHECKS.site_wide, TOKEN_CHECKS.period),
         "start": (
-            trakt_settings.DEVICE_START_LIMIT,
-            trakt_settings.DEVICE_START_PERIOD,
+            DEVICE_START_LIMIT,
+            DEVICE_START_PERIOD,
             CODE_STARTS.site_wide,
             CODE_STARTS.period,
         ),

@@ -29,6 +29,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,7 @@ def measure(size: int, renders: int, repeats: int) -> dict[str, object]:
     from django.template import Context, Template
     from django.test import override_settings
 
+    from django_trakt.pages import watchlist_items
     from django_trakt.pages.watchlist import get_watchlist
     from django_trakt.templatetags.trakt import avatar_context
     from tests.conftest import link_user, make_emulator
@@ -100,7 +102,8 @@ def measure(size: int, renders: int, repeats: int) -> dict[str, object]:
     trakt.get_limit = None
     with (
         trakt.mock(),
-        override_settings(TRAKT_IMAGE_HOSTS=["trakt.test"], TRAKT_WATCHLIST_MAX_ITEMS=max(size, 100)),
+        override_settings(TRAKT_IMAGE_HOSTS=["trakt.test"]),
+        mock.patch.object(watchlist_items, "WATCHLIST_MAX_ITEMS", max(size, 100)),
     ):
         user, _token = link_user(trakt, f"bench{size}")
         account = user.socialaccount_set.get()
@@ -153,6 +156,7 @@ def measure_stale(size: int, renders: int, repeats: int, delay: float) -> dict[s
 
     from django_trakt import tasks
     from django_trakt.core import clock
+    from django_trakt.pages import watchlist_items
     from tests.conftest import link_user, make_emulator
 
     trakt = make_emulator()
@@ -163,7 +167,11 @@ def measure_stale(size: int, renders: int, repeats: int, delay: float) -> dict[s
         "bench": {"BACKEND": f"{framework}.backends.dummy.DummyBackend"},
     }
     real_now = clock.now
-    with trakt.mock(), override_settings(TRAKT_IMAGE_HOSTS=["trakt.test"], TRAKT_WATCHLIST_MAX_ITEMS=max(size, 100)):
+    with (
+        trakt.mock(),
+        override_settings(TRAKT_IMAGE_HOSTS=["trakt.test"]),
+        mock.patch.object(watchlist_items, "WATCHLIST_MAX_ITEMS", max(size, 100)),
+    ):
         user, _token = link_user(trakt, f"stale{size}")
         trakt.fill_watchlist(user.username, size)
         cache.clear()

@@ -44,7 +44,7 @@ class Budget:
     """Calls of one kind allowed per ``period`` seconds, per client and for the whole site."""
 
     name: str
-    #: Per client; None: counted per client elsewhere (code starts: ``TRAKT_DEVICE_START_LIMIT``).
+    #: Per client; None: counted per client elsewhere (code starts: ``device.flow.DEVICE_START_LIMIT``).
     per_client: int | None
     site_wide: int
     period: float
@@ -56,7 +56,7 @@ class Budget:
 #: once is a site under attack.
 TOKEN_CHECKS = Budget("token_checks", per_client=10, site_wide=100, period=300)
 #: Codes asked for (``POST /oauth/device/code``), the pages' and the headless API's together.
-#: Per client: ``TRAKT_DEVICE_START_LIMIT`` per ``TRAKT_DEVICE_START_PERIOD`` (device.flow).
+#: Per client: ``DEVICE_START_LIMIT`` per ``DEVICE_START_PERIOD`` (device.flow).
 #: Site-wide, 30 in five minutes: a code is someone at a TV, reading it out.
 CODE_STARTS = Budget("code_starts", per_client=None, site_wide=30, period=300)
 #: Polls of codes (``POST /oauth/device/token``). One code polled at Trakt's interval (5 s)

@@ -29,7 +29,7 @@ copy, the revoke finds its grant gone.
 
 Retries: the framework has none of its own. A refresh that failed for a passing reason
 (5xx, a connection error, a 429) is enqueued again with ``run_after`` (30 s, 60 s,
-120 s...; a 429 at its ``Retry-After``) up to ``TRAKT_TASK_RETRIES`` times when the backend
+120 s...; a 429 at its ``Retry-After``) up to ``TASK_RETRIES`` times when the backend
 supports ``run_after``; on one that does not, the task retries in the worker as the
 command does (short waits only), and the next scheduled run picks up what is left. A read
 timeout is never retried at once (Trakt may have rotated the token). The other tasks are
@@ -64,6 +64,9 @@ logger = logging.getLogger(__name__)
 RETRY_BACKOFF = 30.0
 #: Longest a refresh task waits in the worker for the shared budget before it re-enqueues itself.
 MAX_BUDGET_WAIT = 5.0
+#: Times a refresh that failed for a passing reason is enqueued again (30 s, 60 s, 120 s):
+#: past that, the next scheduled run tries it (was the setting TRAKT_TASK_RETRIES).
+TASK_RETRIES = 3
 
 
 def _framework() -> Any:
@@ -165,7 +168,7 @@ def _margin(within_seconds: float | None) -> dt.timedelta:
 
 
 def _retry_later(token_id: int, within_seconds: float | None, attempt: int, force: bool, delay: float) -> bool:
-    if attempt >= trakt_settings.TASK_RETRIES or not supports_defer():
+    if attempt >= TASK_RETRIES or not supports_defer():
         return False
     when = timezone.now() + dt.timedelta(seconds=max(1.0, delay))
     return _enqueue(refresh_link, token_id, within_seconds, attempt + 1, force, run_after=when)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import time
 
 import pytest
@@ -20,6 +21,13 @@ from django_trakt.api.tokens import grant_from_response
 from django_trakt.core import clock as app_clock
 from django_trakt.models import TraktToken
 from django_trakt.testing import TraktEmulator
+
+# Under pytest-xdist (tests/run.py) each worker has a Redis database of its own for the RQ
+# tests (tests/test_tasks_rq.py, tests/rq_settings.py flush theirs): gw0 -> 12 ... gw3 -> 15.
+# Read before those modules are imported; tests/run.py starts at most four workers.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _XDIST_WORKER.startswith("gw") and "TRAKT_TEST_REDIS_URL" not in os.environ:
+    os.environ["TRAKT_TEST_REDIS_URL"] = f"redis://127.0.0.1:6379/{12 + int(_XDIST_WORKER[2:]) % 4}"
 
 CALLBACK_URL = "http://testserver/accounts/trakt/login/callback/"
 # Outside a request (the refresh command), allauth builds the callback URL from the

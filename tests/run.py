@@ -22,10 +22,11 @@ django-trakt with its test and lint extras, then:
    ``[tool.coverage.report] fail_under`` in pyproject.toml. The floor is checked on a
    full run only (no pytest arguments, both databases); a partial run just reports.
 
-Both passes spread the tests over pytest-xdist workers (``TEST_WORKERS``, default: one per
-CPU), a file per worker at a time (``--dist loadfile``: module fixtures such as the browser
-test's example site start once, and the RQ tests' Redis database has one user); each worker
-has its own test database. For one file, the fast loop is
+Both passes spread the tests over pytest-xdist workers (``TEST_WORKERS``, default: two per
+CPU, at most four: many tests wait on processes of their own, and each worker has a Redis
+database of its own for the RQ tests, 12 to 15, tests/conftest.py), a file per worker at a
+time (``--dist loadfile``: a module's fixtures, such as the browser test's example site or the
+packaging tests' build, start once). Each worker has its own test database. For one file, the fast loop is
 ``.venv/bin/python -m pytest tests/test_x.py`` (add ``DATABASE_URL=postgres://...`` for
 PostgreSQL).
 
@@ -82,7 +83,7 @@ def report_gates(gates: list[tuple[str, subprocess.Popen[str]]]) -> int:
 
 
 def workers() -> str:
-    return os.environ.get("TEST_WORKERS") or str(os.cpu_count() or 1)
+    return os.environ.get("TEST_WORKERS") or str(min(4, 2 * (os.cpu_count() or 1)))
 
 
 def run_pytest(python: Path, label: str, env: dict[str, str], args: list[str], *, append: bool) -> int:

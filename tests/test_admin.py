@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_trakt import signals
-from django_trakt.admin import TraktSocialAccountAdmin, expiry_marker
+from django_trakt.admin.display import expiry_marker
+from django_trakt.admin.social_account_admin import TraktSocialAccountAdmin
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db

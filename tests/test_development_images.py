@@ -104,7 +104,7 @@ def test_deploy_check_refuses_the_setting(settings):
 
 
 def test_plain_checks_leave_a_development_site_alone():
-    assert not [m for m in run_checks() if m.id in ("django_trakt.E005", "django_trakt.E129")]
+    assert not [m for m in run_checks() if m.id in ("django_trakt.E005", "django_trakt.E101")]
 
 
 @pytest.mark.parametrize(
@@ -113,6 +113,6 @@ def test_plain_checks_leave_a_development_site_alone():
 )
 def test_a_malformed_setting_is_reported(settings, value):
     settings.TRAKT_DEVELOPMENT_IMAGE_ORIGINS = value
-    (error,) = [m for m in run_checks() if m.id == "django_trakt.E129"]
+    (error,) = [m for m in run_checks() if m.id == "django_trakt.E101"]
     assert "TRAKT_DEVELOPMENT_IMAGE_ORIGINS" in error.msg
     assert image_sources.development_origin("http://127.0.0.1:8765/images/posters/x.png") is None

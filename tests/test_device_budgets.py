@@ -21,6 +21,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from django_trakt.api.tokens import grant_from_response
+from django_trakt.device import flow
 from django_trakt.device import views as device_views
 from django_trakt.device.pending import PendingCode
 from django_trakt.models import TraktToken
@@ -79,7 +80,7 @@ def link_to_watcher(trakt, user) -> TraktToken:
 def test_thirty_starts_by_one_user_ask_trakt_only_the_budget(client, member, trakt, clock):
     responses = [client.post(START) for _ in range(30)]
 
-    assert len(trakt.requests_to(CODE_CALLS)) == 5  # TRAKT_DEVICE_START_LIMIT's default
+    assert len(trakt.requests_to(CODE_CALLS)) == 5  # DEVICE_START_LIMIT
     assert [response.status_code for response in responses] == [302] * 5 + [429] * 25
     for response in responses[5:]:
         assert wait_message(response) == (
@@ -121,9 +122,9 @@ def test_start_budget_refills_as_the_period_passes(client, member, trakt, clock)
 
 
 @pytest.mark.django_db
-def test_start_budget_follows_the_settings(client, member, trakt, clock, settings):
-    settings.TRAKT_DEVICE_START_LIMIT = 2
-    settings.TRAKT_DEVICE_START_PERIOD = 30
+def test_start_budget_follows_the_settings(client, member, trakt, clock, settings, monkeypatch):
+    monkeypatch.setattr(flow, "DEVICE_START_LIMIT", 2)
+    monkeypatch.setattr(flow, "DEVICE_START_PERIOD", 30)
     assert [client.post(START).status_code for _ in range(4)] == [302, 302, 429, 429]
     assert len(trakt.requests_to(CODE_CALLS)) == 2
     clock.advance(30)

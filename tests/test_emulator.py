@@ -782,6 +782,18 @@ def test_http_server_full_code_flow(emulator: TraktEmulator) -> None:
         requests.get(f"{server.url}/users/settings", timeout=1)
 
 
+def test_after_the_server_stops_an_image_url_not_given_follows_the_web_url_again(emulator: TraktEmulator) -> None:
+    with emulator.serve() as server:
+        assert emulator.base_urls() == [server.url]
+    emulator.web_url = "https://trakt.example"
+    assert emulator.image_url == "https://trakt.example"
+    given = TraktEmulator(image_url="https://images.example/")
+    with given.serve() as server:
+        assert given.image_url == server.url
+    given.web_url = "https://trakt.example"
+    assert (given.auth_url, given.image_url) == (AUTH, "https://images.example")
+
+
 def test_http_server_concurrent_refresh_has_one_winner(emulator: TraktEmulator) -> None:
     pair = emulator.issue_tokens("alice", CLIENT_ID)
     statuses: list[int] = []

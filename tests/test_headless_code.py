@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
+from django_trakt.device import flow
 from django_trakt.models import PendingGrant, TraktToken
 from tests.test_device import moving_clock, without_settings_app
 from tests.test_headless import API as BROWSER_API
@@ -207,11 +208,11 @@ def test_trakt_down_keeps_the_code_and_says_unavailable(trakt, clock):
     assert app.poll().status_code == 401  # then the approval goes through (signup pending)
 
 
-def test_starts_are_budgeted_per_client_address(trakt, clock):
-    with override_settings(TRAKT_DEVICE_START_LIMIT=2):
-        for _ in range(2):
-            App().start()
-        over = App().post(START)
+def test_starts_are_budgeted_per_client_address(trakt, clock, monkeypatch):
+    monkeypatch.setattr(flow, "DEVICE_START_LIMIT", 2)
+    for _ in range(2):
+        App().start()
+    over = App().post(START)
     error = refused(over, 429, "too_many_requests")
     assert int(over["Retry-After"]) > 0 and "wait" in error["message"]
     assert len(trakt.requests_to("/oauth/device/code")) == 2

@@ -1,4 +1,4 @@
-"""An image fetch ends at ``TRAKT_IMAGE_TIMEOUT`` whatever the host does, and runs once per source.
+"""An image fetch ends at ``IMAGE_TIMEOUT`` whatever the host does, and runs once per source.
 
 A host that trickles a byte every few tenths of a second satisfies every per-read timeout;
 the deadline is the whole fetch's and holds inside reads (issue 21): a trickled body or
@@ -100,7 +100,7 @@ def trickle_host(certificates, network, monkeypatch, settings):  # noqa: F811
     monkeypatch.setattr(image_fetch, "_pinned_session", trusting_test_ca)
     network.answers["img.trakt.test"] = [[PUBLIC_A]]
     network.route(PUBLIC_A, server)
-    settings.TRAKT_IMAGE_TIMEOUT = TIMEOUT
+    monkeypatch.setattr(image_fetch, "IMAGE_TIMEOUT", TIMEOUT)
     yield server
     server.stopping.set()
     server.shutdown()
@@ -113,7 +113,7 @@ def test_a_trickling_host_is_cut_off_at_the_deadline(trickle_host, path):
     # Without the deadline inside reads this takes len(PNG) * TRICKLE seconds (many times TIMEOUT).
     assert len(PNG) * TRICKLE > 5 * TIMEOUT
     started = time.monotonic()
-    with pytest.raises(ImageRefused, match="TRAKT_IMAGE_TIMEOUT"):
+    with pytest.raises(ImageRefused, match="IMAGE_TIMEOUT"):
         fetch_image(f"https://img.trakt.test{path}")
     assert time.monotonic() - started < TIMEOUT + SLACK
 

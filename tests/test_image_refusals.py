@@ -17,13 +17,14 @@ from django.core.files.storage import InMemoryStorage, storages
 from django.urls import reverse
 
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import images
+from django_trakt.pages import image_fetch, images
 from django_trakt.pages.image_fetch import fetch_image
 from django_trakt.testing.images import poster_png
 
 pytestmark = pytest.mark.django_db
 
 PNG = poster_png("refusals")
+
 SOURCE = "https://walter-r2.trakt.test/images/p.png"
 
 
@@ -141,8 +142,8 @@ def test_resolver_failure_gives_default_poster_and_no_request(web, client, setti
 # -- slow, big or broken downloads ------------------------------------------------------------------------
 
 
-def test_declared_size_over_the_cap_is_refused(web, settings):
-    settings.TRAKT_IMAGE_MAX_BYTES = 1000
+def test_declared_size_over_the_cap_is_refused(web, settings, monkeypatch):
+    monkeypatch.setattr(image_fetch, "IMAGE_MAX_BYTES", 1000)
     _trakt, rsps = web
     body = PNG + b"\0" * 2000
     rsps.add(
@@ -152,11 +153,11 @@ def test_declared_size_over_the_cap_is_refused(web, settings):
         headers={"Content-Length": str(len(body))},
         auto_calculate_content_length=False,
     )
-    with pytest.raises(ImageRefused, match=r"larger than TRAKT_IMAGE_MAX_BYTES \(1000\)"):
+    with pytest.raises(ImageRefused, match=r"larger than IMAGE_MAX_BYTES \(1000\)"):
         fetch_image(SOURCE)
 
 
-def test_slow_dns_counts_against_the_overall_timeout(web, settings):
+def test_slow_dns_counts_against_the_overall_timeout(web, settings, monkeypatch):
     _trakt, rsps = web
     rsps.add(responses.GET, SOURCE, body=PNG)
 
@@ -165,18 +166,18 @@ def test_slow_dns_counts_against_the_overall_timeout(web, settings):
         return ["93.184.216.34"]
 
     settings.TRAKT_IMAGE_RESOLVER = slow_dns
-    settings.TRAKT_IMAGE_TIMEOUT = 0.1  # the smallest the setting allows
-    with pytest.raises(ImageRefused, match="exceeded TRAKT_IMAGE_TIMEOUT"):
+    monkeypatch.setattr(image_fetch, "IMAGE_TIMEOUT", 0.1)
+    with pytest.raises(ImageRefused, match="exceeded IMAGE_TIMEOUT"):
         fetch_image(SOURCE)
     assert len(rsps.calls) == 0
 
 
-def test_slow_image_host_is_cut_off_at_the_overall_timeout(web, client, settings):
+def test_slow_image_host_is_cut_off_at_the_overall_timeout(web, client, settings, monkeypatch):
     trakt, _rsps = web
     trakt.latency = 0.12  # the local Trakt answers, but late
-    settings.TRAKT_IMAGE_TIMEOUT = 0.1  # the smallest the setting allows
+    monkeypatch.setattr(image_fetch, "IMAGE_TIMEOUT", 0.1)
     source = "https://trakt.test/images/posters/slow.png"
-    with pytest.raises(ImageRefused, match="exceeded TRAKT_IMAGE_TIMEOUT"):
+    with pytest.raises(ImageRefused, match="exceeded IMAGE_TIMEOUT"):
         fetch_image(source)
     cache.clear()
     assert is_default_poster(client.get(poster_path(source)))

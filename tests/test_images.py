@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from django_trakt.conf import LIBRARY_USER_AGENT
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import images
+from django_trakt.pages import image_fetch, images
 from django_trakt.pages.image_fetch import fetch_image, sniff_image_type
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.conftest import link_user
@@ -249,8 +249,8 @@ BAD_ANSWERS = {
 
 
 @pytest.mark.parametrize(("answer", "reason"), BAD_ANSWERS.values(), ids=BAD_ANSWERS.keys())
-def test_bad_image_answer_falls_back_to_default(web, client, settings, answer, reason):
-    settings.TRAKT_IMAGE_MAX_BYTES = 1000
+def test_bad_image_answer_falls_back_to_default(web, client, settings, answer, reason, monkeypatch):
+    monkeypatch.setattr(image_fetch, "IMAGE_MAX_BYTES", 1000)
     trakt, rsps = web
     answer(rsps)
     source = "https://walter.trakt.test/big"
@@ -264,7 +264,7 @@ def test_bad_image_answer_falls_back_to_default(web, client, settings, answer, r
     assert not storages["default"].exists(images.storage_name(source, images.AVATAR))
 
 
-def test_refused_fetch_is_not_retried_until_retry_after(web, client, settings):
+def test_refused_fetch_is_not_retried_until_retry_after(web, client, settings, monkeypatch):
     trakt, rsps = web
     rsps.add(responses.GET, "https://walter.trakt.test/broken", body=b"nope")
     user, _token = link_user(trakt)
@@ -272,7 +272,7 @@ def test_refused_fetch_is_not_retried_until_retry_after(web, client, settings):
     path = avatar_path(account, "https://walter.trakt.test/broken")
     assert is_default(client.get(path)) and is_default(client.get(path))
     assert len(calls_to(rsps, "walter.trakt.test")) == 1
-    settings.TRAKT_IMAGE_RETRY_AFTER = 0
+    monkeypatch.setattr(images, "IMAGE_RETRY_AFTER", 0)
     cache.clear()
     assert is_default(client.get(path))
     assert len(calls_to(rsps, "walter.trakt.test")) == 2
@@ -332,13 +332,13 @@ def test_avatar_view_with_forged_key_or_unknown_account_gives_default_without_fe
     assert client.post(images.avatar_url(account)).status_code == 405
 
 
-def test_avatar_stored_in_configured_storage_alias(web, client, settings):
+def test_avatar_stored_in_configured_storage_alias(web, client, settings, monkeypatch):
     settings.STORAGES = {
         **settings.STORAGES,
         "trakt_images": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     }
     settings.TRAKT_IMAGE_STORAGE = "trakt_images"
-    settings.TRAKT_IMAGE_PREFIX = "cached/trakt"
+    monkeypatch.setattr(images, "IMAGE_PREFIX", "cached/trakt")
     trakt, _rsps = web
     user, _token = link_user(trakt, "stored")
     source = "https://trakt.test/images/avatars/stored.png"

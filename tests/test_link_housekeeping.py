@@ -21,7 +21,7 @@ from django.urls import reverse
 from django_trakt.links import revocation
 from django_trakt.links.profile import EXTRA_DATA_FIELDS, trim_extra_data
 from django_trakt.models import TraktToken
-from django_trakt.pages import images
+from django_trakt.pages import image_views, images
 from django_trakt.testing.documents import settings_document
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.conftest import link_user
@@ -286,8 +286,8 @@ def test_an_unchanged_avatar_and_other_saves_keep_the_file(web, client, django_c
 # -- 2. avatars are private ---------------------------------------------------------------------------
 
 
-def test_avatars_are_served_private_posters_public(web, client, settings):
-    settings.TRAKT_IMAGE_MAX_AGE = 4321
+def test_avatars_are_served_private_posters_public(web, client, settings, monkeypatch):
+    monkeypatch.setattr(image_views, "IMAGE_MAX_AGE", 4321)
     trakt, _rsps = web
     _user, _token, _source, path = linked_with_avatar(trakt, client, "shy")  # the first answer fetched it
     again = client.get(path)  # from the storage
@@ -312,8 +312,8 @@ def test_first_fetch_of_an_avatar_is_private_too(web, client):
     assert first.content == avatar_png("fresh") and first["Cache-Control"].startswith("private, ")
 
 
-def test_the_default_avatar_is_the_same_for_everyone_and_stays_public(web, client, settings):
-    settings.TRAKT_IMAGE_RETRY_AFTER = 60
+def test_the_default_avatar_is_the_same_for_everyone_and_stays_public(web, client, settings, monkeypatch):
+    monkeypatch.setattr(images, "IMAGE_RETRY_AFTER", 60)
     response = client.get(reverse("django_trakt:avatar", args=[999, "0" * 24]))
     assert is_default_avatar(response) and response["Cache-Control"] == "public, max-age=60"
 

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template import RequestContext, Template
 from django.urls import path
 
-from django_trakt.pages import watchlist_items
+from django_trakt.pages import page_budget, watchlist, watchlist_items
 from django_trakt.pages.page_budget import PUBLIC_SCOPE, spend_page_call
 from django_trakt.pages.watchlist import get_watchlist
 from django_trakt.pages.watchlist_items import WatchlistError
@@ -24,6 +24,7 @@ from django_trakt.pages.watchlist_items import WatchlistError
 pytestmark = pytest.mark.django_db
 
 PUBLIC = r"/users/.*"
+
 OWN_LIST = r"/sync/watchlist/.*"
 ACTIVITIES = "/sync/last_activities"
 PERIOD = 300
@@ -95,8 +96,10 @@ def titles(result) -> list[str]:
 # -- the site-wide budget of public lists ---------------------------------------------------------
 
 
-def test_100_public_usernames_in_one_minute_cost_only_the_budget(pages, client, trakt, people, window, settings):
-    settings.TRAKT_PAGE_CALL_BUDGET = 10
+def test_100_public_usernames_in_one_minute_cost_only_the_budget(
+    pages, client, trakt, people, window, settings, monkeypatch
+):
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 10)
     bodies = []
     for name in people[:100]:
         response = client.get("/public/", {"name": name})
@@ -119,8 +122,8 @@ def test_default_budget_caps_a_flood_of_public_usernames_at_100_per_five_minutes
     assert all(list(result) == [] and not result.stale for result in results[100:])
 
 
-def test_types_and_sorts_of_one_name_all_count_against_the_budget(trakt, people, window, settings):
-    settings.TRAKT_PAGE_CALL_BUDGET = 5
+def test_types_and_sorts_of_one_name_all_count_against_the_budget(trakt, people, window, settings, monkeypatch):
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 5)
     asked = [
         get_watchlist("person0", type=kind, sort=sort) for kind in ("movies", "shows") for sort in watchlist_items.SORTS
     ]
@@ -128,8 +131,8 @@ def test_types_and_sorts_of_one_name_all_count_against_the_budget(trakt, people,
     assert sum(result.error == WatchlistError.BUSY for result in asked) == len(asked) - 5
 
 
-def test_budget_refills_when_the_period_is_over(trakt, people, window, settings):
-    settings.TRAKT_PAGE_CALL_BUDGET = 10
+def test_budget_refills_when_the_period_is_over(trakt, people, window, settings, monkeypatch):
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 10)
     for name in people[:30]:
         get_watchlist(name)
     assert len(trakt.requests_to(PUBLIC)) == 10
@@ -143,9 +146,9 @@ def test_budget_refills_when_the_period_is_over(trakt, people, window, settings)
     assert {result.error for result in results[10:]} == {WatchlistError.BUSY}
 
 
-def test_period_setting_sets_the_window(trakt, people, window, settings):
-    settings.TRAKT_PAGE_CALL_BUDGET = 2
-    settings.TRAKT_PAGE_CALL_PERIOD = 60
+def test_period_setting_sets_the_window(trakt, people, window, settings, monkeypatch):
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 2)
+    monkeypatch.setattr(page_budget, "PAGE_CALL_PERIOD", 60)
     for name in people[:5]:
         get_watchlist(name)
     assert len(trakt.requests_to(PUBLIC)) == 2
@@ -155,8 +158,8 @@ def test_period_setting_sets_the_window(trakt, people, window, settings):
     assert len(trakt.requests_to(PUBLIC)) == 4
 
 
-def test_spent_budget_shows_the_stale_copy_without_a_call(trakt, people, window, settings):
-    settings.TRAKT_PAGE_CALL_BUDGET = 3
+def test_spent_budget_shows_the_stale_copy_without_a_call(trakt, people, window, settings, monkeypatch):
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 3)
     assert titles(get_watchlist("person0")) == ["Film of person0"]
     window.advance(301)  # past the TTL, and into the next window
     for name in people[1:4]:
@@ -168,9 +171,9 @@ def test_spent_budget_shows_the_stale_copy_without_a_call(trakt, people, window,
 
 
 def test_spent_budget_html_says_busy_and_shows_the_stale_copy_with_its_notice(
-    pages, client, trakt, people, window, settings
+    pages, client, trakt, people, window, settings, monkeypatch
 ):
-    settings.TRAKT_PAGE_CALL_BUDGET = 1
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 1)
     client.get("/public/", {"name": "person0"})
     window.advance(301)
     client.get("/public/", {"name": "person1"})  # spends the new window's only call
@@ -181,9 +184,9 @@ def test_spent_budget_html_says_busy_and_shows_the_stale_copy_with_its_notice(
     assert len(trakt.requests_to(PUBLIC)) == 2
 
 
-def test_zero_budget_means_pages_only_show_what_is_cached(trakt, people, window, settings):
+def test_zero_budget_means_pages_only_show_what_is_cached(trakt, people, window, settings, monkeypatch):
     assert titles(get_watchlist("person0")) == ["Film of person0"]
-    settings.TRAKT_PAGE_CALL_BUDGET = 0
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 0)
     window.advance(301)
     trakt.reset_requests()
     assert get_watchlist("person0").stale
@@ -191,37 +194,37 @@ def test_zero_budget_means_pages_only_show_what_is_cached(trakt, people, window,
     assert trakt.requests == []
 
 
-def test_a_fetch_of_several_pages_counts_each_page(trakt, window, settings):
-    settings.TRAKT_WATCHLIST_MAX_ITEMS = 250
+def test_a_fetch_of_several_pages_counts_each_page(trakt, window, settings, monkeypatch):
+    monkeypatch.setattr(watchlist_items, "WATCHLIST_MAX_ITEMS", 250)
     trakt.add_user("long")
     trakt.fill_watchlist("long", 230)
     trakt.reset_requests()
-    settings.TRAKT_PAGE_CALL_BUDGET = 2
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 2)
     # Three pages are needed; the third is not sent, and what came is not shown as the list.
     assert get_watchlist("long", type="movies", limit=250).error == WatchlistError.BUSY
     assert [r.query["page"] for r in trakt.requests_to(PUBLIC)] == ["1", "2"]
     window.advance(PERIOD)
-    settings.TRAKT_PAGE_CALL_BUDGET = 3
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 3)
     assert len(get_watchlist("long", type="movies", limit=250)) == 230
     assert len(trakt.requests_to(PUBLIC)) == 5
 
 
 def test_the_retry_of_a_short_429_is_a_call_too(trakt, people, window, settings, monkeypatch):
     monkeypatch.setattr("django_trakt.core.clock.sleep", lambda seconds: None)
-    settings.TRAKT_PAGE_RETRY_WAIT = 1
-    settings.TRAKT_PAGE_CALL_BUDGET = 1
+    monkeypatch.setattr(watchlist, "PAGE_RETRY_WAIT", 1)
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 1)
     trakt.rate_limit_next(PUBLIC, retry_after=1)
     assert get_watchlist("person0").error == WatchlistError.BUSY
     assert len(trakt.requests_to(PUBLIC)) == 1
     window.advance(PERIOD)
-    settings.TRAKT_PAGE_CALL_BUDGET = 2
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 2)
     trakt.rate_limit_next(PUBLIC, retry_after=1)
     assert titles(get_watchlist("person0")) == ["Film of person0"]
     assert len(trakt.requests_to(PUBLIC)) == 3
 
 
-def test_budget_spent_is_logged_once_per_window(trakt, people, window, settings, caplog):
-    settings.TRAKT_PAGE_CALL_BUDGET = 2
+def test_budget_spent_is_logged_once_per_window(trakt, people, window, settings, caplog, monkeypatch):
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 2)
     with caplog.at_level(logging.WARNING, logger="django_trakt"):
         for name in people[:20]:
             get_watchlist(name)
@@ -262,8 +265,8 @@ def test_visitor_cycling_random_names_costs_one_call_per_name_per_hour(pages, cl
     assert len(trakt.requests_to(PUBLIC)) == 40
 
 
-def test_not_found_ttl_setting(trakt, window, settings):
-    settings.TRAKT_WATCHLIST_NOT_FOUND_TTL = 120
+def test_not_found_ttl_setting(trakt, window, settings, monkeypatch):
+    monkeypatch.setattr(watchlist, "WATCHLIST_NOT_FOUND_TTL", 120)
     get_watchlist("nobody-here")
     window.advance(119)
     get_watchlist("nobody-here")
@@ -322,9 +325,9 @@ def test_cache_that_cannot_count_means_no_call(trakt, people, window, monkeypatc
 
 
 def test_own_list_keeps_working_while_the_public_budget_is_spent(
-    pages, client, trakt, people, viewer, window, settings
+    pages, client, trakt, people, viewer, window, settings, monkeypatch
 ):
-    settings.TRAKT_PAGE_CALL_BUDGET = 5
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 5)
     for name in people[:50]:
         client.get("/public/", {"name": name})
     client.force_login(viewer)
@@ -334,8 +337,8 @@ def test_own_list_keeps_working_while_the_public_budget_is_spent(
     assert len(trakt.requests_to(ACTIVITIES)) == 1 and len(trakt.requests_to(OWN_LIST)) == 1
 
 
-def test_own_lists_spend_a_budget_per_user(trakt, linked, viewer, window, settings):
-    settings.TRAKT_PAGE_USER_CALL_BUDGET = 3
+def test_own_lists_spend_a_budget_per_user(trakt, linked, viewer, window, settings, monkeypatch):
+    monkeypatch.setattr(page_budget, "PAGE_USER_CALL_BUDGET", 3)
     assert titles(get_watchlist(viewer, type="movies")) == ["Heat"]  # last_activities + the list
     assert titles(get_watchlist(viewer, type="shows")) == ["The Wire"]  # the list (activities shared)
     assert get_watchlist(viewer, type="all").error == WatchlistError.BUSY
@@ -348,8 +351,10 @@ def test_own_lists_spend_a_budget_per_user(trakt, linked, viewer, window, settin
     assert titles(get_watchlist(viewer, type="all")) == ["Heat", "The Wire"]
 
 
-def test_signed_in_user_reloading_every_type_stays_within_their_budget(pages, client, trakt, viewer, window, settings):
-    settings.TRAKT_PAGE_USER_CALL_BUDGET = 4
+def test_signed_in_user_reloading_every_type_stays_within_their_budget(
+    pages, client, trakt, viewer, window, settings, monkeypatch
+):
+    monkeypatch.setattr(page_budget, "PAGE_USER_CALL_BUDGET", 4)
     client.force_login(viewer)
     for _reload in range(20):
         for kind in watchlist_items.TYPES:
@@ -358,8 +363,8 @@ def test_signed_in_user_reloading_every_type_stays_within_their_budget(pages, cl
     assert len(trakt.requests) == 4
 
 
-def test_own_lists_do_not_spend_the_public_budget(trakt, people, viewer, window, settings):
-    settings.TRAKT_PAGE_CALL_BUDGET = 1
+def test_own_lists_do_not_spend_the_public_budget(trakt, people, viewer, window, settings, monkeypatch):
+    monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 1)
     for kind in watchlist_items.TYPES:
         assert get_watchlist(viewer, type=kind).error == ""
     assert titles(get_watchlist("person0")) == ["Film of person0"]

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from django_trakt.conf import trakt_settings
+from django_trakt.device.flow import DEVICE_START_LIMIT
 from django_trakt.sign_in_budgets import CODE_POLLS, CODE_STARTS, TOKEN_CHECKS
 from tests.test_device import moving_clock
 from tests.test_headless import headless_site  # noqa: F401  (the headless site, autouse)
@@ -125,7 +125,7 @@ def test_a_cache_that_cannot_count_asks_trakt_nothing(trakt, clock, settings):
 def test_300_code_starts_cost_at_most_the_budget_at_trakt(trakt, clock, addresses):
     answers = [Client().post(START, REMOTE_ADDR=addresses(i)) for i in range(REQUESTS)]
     calls = len(trakt.requests_to("/oauth/device/code"))
-    budget = trakt_settings.DEVICE_START_LIMIT if addresses is ipv6_in_one_64 else CODE_STARTS.site_wide
+    budget = DEVICE_START_LIMIT if addresses is ipv6_in_one_64 else CODE_STARTS.site_wide
     assert calls == budget
     assert [answer.status_code for answer in answers] == [200] * budget + [429] * (REQUESTS - budget)
     refused = answers[-1].json()

@@ -353,8 +353,8 @@ def test_passing_failure_is_enqueued_again_later_and_the_pair_is_kept(trakt, lin
     assert run_queued(queue) == ["refreshed"]
 
 
-def test_retries_stop_after_trakt_task_retries(trakt, linked, queue, settings):
-    settings.TRAKT_TASK_RETRIES = 1
+def test_retries_stop_after_trakt_task_retries(trakt, linked, queue, settings, monkeypatch):
+    monkeypatch.setattr(tasks, "TASK_RETRIES", 1)
     _user, token = linked(expires_in=EXPIRED)
     trakt.fail_next("/oauth/token", status=503, times=2)
     assert tasks.refresh_link.call(token.pk) == "failed"

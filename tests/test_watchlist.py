@@ -25,7 +25,7 @@ from django_trakt.exceptions import (
 from django_trakt.links import client as client_module
 from django_trakt.links.client import TraktClient
 from django_trakt.models import TraktToken
-from django_trakt.pages import watchlist
+from django_trakt.pages import watchlist, watchlist_items
 from django_trakt.pages.watchlist import get_watchlist
 from django_trakt.pages.watchlist_items import WatchlistError, WatchlistItem
 
@@ -119,8 +119,8 @@ def test_limit_asks_for_one_page_of_that_size(trakt, linked):
     assert len(trakt.requests_to(OWN_LIST)) == 2
 
 
-@override_settings(TRAKT_WATCHLIST_MAX_ITEMS=250)
-def test_long_list_is_fetched_page_by_page_up_to_the_limit(trakt, linked):
+def test_long_list_is_fetched_page_by_page_up_to_the_limit(trakt, linked, monkeypatch):
+    monkeypatch.setattr(watchlist_items, "WATCHLIST_MAX_ITEMS", 250)
     user, _token = linked()
     trakt.fill_watchlist(user.username, 230)
     result = get_watchlist(user, type="movies", limit=None)
@@ -128,11 +128,11 @@ def test_long_list_is_fetched_page_by_page_up_to_the_limit(trakt, linked):
     assert [r.query["page"] for r in trakt.requests_to(OWN_LIST)] == ["1", "2", "3"]
 
 
-def test_limit_is_capped_by_max_items_setting(trakt, linked):
+def test_limit_is_capped_by_max_items(trakt, linked, monkeypatch):
     user, _token = linked()
     trakt.fill_watchlist(user.username, 30)
-    with override_settings(TRAKT_WATCHLIST_MAX_ITEMS=12):
-        assert len(get_watchlist(user, type="movies", limit=1000)) == 12
+    monkeypatch.setattr(watchlist_items, "WATCHLIST_MAX_ITEMS", 12)
+    assert len(get_watchlist(user, type="movies", limit=1000)) == 12
 
 
 def test_malformed_items_are_skipped_not_fatal(trakt, viewer):
@@ -231,7 +231,7 @@ def test_trakt_failing_shows_last_good_copy(trakt, viewer, clock, inject, monkey
     waits = []
     monkeypatch.setattr(app_clock, "sleep", waits.append)
     result = get_watchlist(user, type="movies")
-    assert waits == []  # a page never waits out Trakt's Retry-After (TRAKT_PAGE_RETRY_WAIT is 0)
+    assert waits == []  # a page never waits out Trakt's Retry-After (PAGE_RETRY_WAIT is 0)
     assert result.stale and result.items == fresh.items
     assert result.error in ("unavailable", "rate_limited")
 
@@ -270,8 +270,8 @@ def test_429_retry_after_longer_than_backoff_is_honoured(trakt, viewer, clock):
     assert get_watchlist(user, type="movies").error == ""
 
 
-@override_settings(TRAKT_PAGE_RETRY_WAIT=1)
 def test_tiny_retry_after_is_waited_out_when_allowed(trakt, viewer, monkeypatch):
+    monkeypatch.setattr(watchlist, "PAGE_RETRY_WAIT", 1)
     user, _token = viewer
     sleeps = []
     monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
@@ -495,8 +495,8 @@ def test_movie_or_show_without_title_is_left_out(trakt, watcher):
     assert result.items[1].url == "https://trakt.test/shows/lost/seasons/3"
 
 
-@override_settings(TRAKT_WATCHLIST_MAX_ITEMS=3)
-def test_limit_that_is_not_a_number_shows_up_to_the_maximum(trakt, linked):
+def test_limit_that_is_not_a_number_shows_up_to_the_maximum(trakt, linked, monkeypatch):
+    monkeypatch.setattr(watchlist_items, "WATCHLIST_MAX_ITEMS", 3)
     user, _token = linked()
     trakt.fill_watchlist(user.username, 5)
     assert render('{% trakt_watchlist user limit="lots" as items %}{{ items|length }}', user=user) == "3"
@@ -547,8 +547,8 @@ def test_list_being_refreshed_by_another_request_is_served_as_is(trakt, watcher,
     assert trakt.requests == []
 
 
-def test_zero_failure_backoff_asks_trakt_again_on_the_next_render(trakt, watcher, settings):
-    settings.TRAKT_FAILURE_BACKOFF = 0
+def test_zero_failure_backoff_asks_trakt_again_on_the_next_render(trakt, watcher, settings, monkeypatch):
+    monkeypatch.setattr(watchlist, "FAILURE_BACKOFF", 0)
     trakt.fail_next(OWN_LIST, status=503)
     assert get_watchlist(watcher, type="movies").error == "unavailable"
     assert titles(get_watchlist(watcher, type="movies")) == ["Heat", "Alien"]

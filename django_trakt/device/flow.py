@@ -8,9 +8,9 @@ approval does; the rest is here once.
 Trakt bans apps that send it bursts, so neither flow ever turns clicks (or a script's
 requests) into one:
 
-* :func:`start` asks Trakt for at most ``TRAKT_DEVICE_START_LIMIT`` codes per client (a
+* :func:`start` asks Trakt for at most ``DEVICE_START_LIMIT`` codes per client (a
   user, or for anonymous sign-ins a client address, IPv6 by its /64) per
-  ``TRAKT_DEVICE_START_PERIOD``, one at a time, and the whole site for at most
+  ``DEVICE_START_PERIOD``, one at a time, and the whole site for at most
   ``sign_in_budgets.CODE_STARTS``; beyond that it says how long to wait.
 * :func:`poll` calls Trakt at most once per call, never before the interval Trakt asked
   for, and only while holding the code's lock, so that concurrent polls of one code (two
@@ -77,6 +77,11 @@ logger = logging.getLogger(__name__)
 MAX_INTERVAL = 60.0
 #: What a start is told to wait while another start of the same budget is asking Trakt.
 START_BUSY_WAIT = 5
+#: Codes one client may ask Trakt for per ``DEVICE_START_PERIOD``: a person needs one or
+#: two (a code lasts ten minutes); more is a script, whose calls would count against the
+#: site's Trakt app (these were the settings TRAKT_DEVICE_START_LIMIT and _PERIOD).
+DEVICE_START_LIMIT = 5
+DEVICE_START_PERIOD = 600.0
 
 
 @dataclass(frozen=True)
@@ -143,11 +148,11 @@ def _spend_start(key: str, now: float) -> int:
     read and written under the budget's start lock. Every start that asks Trakt counts,
     whether Trakt then answers or not: the budget is about calls, not codes.
     """
-    period = trakt_settings.DEVICE_START_PERIOD
+    period = DEVICE_START_PERIOD
     stored = cache_call("get", key)
     times = [finite_number(value) for value in stored] if isinstance(stored, list) else []
     recent = sorted(value for value in times if value is not None and value > now - period)
-    limit = trakt_settings.DEVICE_START_LIMIT
+    limit = DEVICE_START_LIMIT
     if len(recent) >= limit:
         # The oldest start that keeps the window full leaves it at this time.
         return max(1, math.ceil(recent[-limit] + period - now))

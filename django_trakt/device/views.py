@@ -14,8 +14,8 @@ The code, its budgets and Trakt's answers are handled by :mod:`.flow` (shared wi
 headless sign-in by code, :mod:`.headless`). Trakt bans apps that send it bursts, so the
 pages never turn a user's clicks (or a script's requests) into one:
 
-* ``device_start`` asks Trakt for at most ``TRAKT_DEVICE_START_LIMIT`` codes per user per
-  ``TRAKT_DEVICE_START_PERIOD``, one at a time; beyond that the page says how long to wait.
+* ``device_start`` asks Trakt for at most ``flow.DEVICE_START_LIMIT`` codes per user per
+  ``flow.DEVICE_START_PERIOD``, one at a time; beyond that the page says how long to wait.
 * ``device_poll`` calls Trakt at most once per call, never before the interval Trakt asked
   for, and only while holding the code's lock, so that concurrent polls of one code (two
   tabs, a script) make at most one call per interval. The interval and the last answer are
@@ -234,7 +234,7 @@ def _complete(request: HttpRequest, app: Any, answer: TokenAnswer, grant: TokenG
     if _reauthenticating(request, target):
         # allauth keeps the login (tokens sealed) in the session and connects it once the
         # user has confirmed who they are. Noted as pending meanwhile: revoked at Trakt if
-        # they never do (TRAKT_PENDING_SIGNUP_MAX_AGE), settled when the link stores it.
+        # they never do (pending.PENDING_SIGNUP_MAX_AGE), settled when the link stores it.
         logger.info("Linking by code waits for user %s to reauthenticate", request.user.pk)
         pending_grants.note(request, grant.access_token)
         return PollAnswer(PollStatus.REAUTHENTICATE, REAUTHENTICATE, final=True, redirect=target)

@@ -39,18 +39,16 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from requests.structures import CaseInsensitiveDict
 
 from . import documents, images, pages
 from .errors import AuthorizationRedirectError, AuthorizationRejected, EmulatedTimeout, OAuthError
+from .protocols import TraktRules
 from .state import EmulatedUser, RecordedRequest
 from .watchlist import DEFAULT_LIMIT, SORT_KEYS, TYPE_SEGMENTS, paginate, select
-
-if TYPE_CHECKING:
-    from .emulator import TraktEmulator
 
 #: Cloudflare's rate-limit page asks for five minutes (trakt/trakt-api#909).
 CLOUDFLARE_RETRY_AFTER = 300
@@ -198,7 +196,7 @@ PAGE, IMAGE, API, OAUTH = "page", "image", "api", "oauth"
 class TraktApp:
     """The WSGI callable; all state lives on the emulator it was built for."""
 
-    def __init__(self, emulator: TraktEmulator) -> None:
+    def __init__(self, emulator: TraktRules) -> None:
         self.emulator = emulator
         segment = r"(?:/(?P<type>[^/]+)(?:/(?P<sort_by>[^/]+)(?:/(?P<sort_how>[^/]+))?)?)?"
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [

@@ -180,6 +180,21 @@ class TraktEmulator:
     def image_url(self, value: str | None) -> None:
         self._image_url = value.rstrip("/") if value else None
 
+    @contextmanager
+    def answering_at(self, url: str) -> Iterator[None]:
+        """Every base URL (auth, API, web, images) is ``url`` inside; the ones before after.
+
+        The server's, while it runs. An image URL that was not given (``image_url`` follows
+        ``web_url``) is restored as not given.
+        """
+        saved = (self.auth_url, self.api_url, self.web_url, self._image_url)
+        self.auth_url = self.api_url = self.web_url = url.rstrip("/")
+        self.image_url = url
+        try:
+            yield
+        finally:
+            self.auth_url, self.api_url, self.web_url, self._image_url = saved
+
     def base_urls(self) -> list[str]:
         """Distinct base URLs answered on in-process."""
         return list(dict.fromkeys([self.auth_url, self.api_url, self.web_url, self.image_url]))

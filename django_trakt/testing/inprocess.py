@@ -17,12 +17,11 @@ from urllib.parse import urlsplit
 
 from .app import CLIENT_TIMEOUT_KEY, INPROCESS_KEY, decode_path
 from .errors import EmulatedTimeout
+from .protocols import InProcessTarget, WSGIApplication
 
 if TYPE_CHECKING:
     import responses
     from requests import PreparedRequest
-
-    from .emulator import TraktEmulator
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def _read_timeout(timeout: Any) -> float | None:
     return float(timeout) if isinstance(timeout, (int, float)) else None
 
 
-def call_app(emulator: TraktEmulator, request: PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+def call_app(emulator: WSGIApplication, request: PreparedRequest) -> tuple[int, dict[str, str], bytes]:
     """Run one request through the WSGI app; an emulated timeout becomes ``ReadTimeout``."""
     from requests.exceptions import ReadTimeout
 
@@ -105,7 +104,7 @@ def url_pattern(base_url: str) -> re.Pattern[str]:
 
 
 @contextmanager
-def bind(emulator: TraktEmulator, rsps: responses.RequestsMock | None = None) -> Iterator[responses.RequestsMock]:
+def bind(emulator: InProcessTarget, rsps: responses.RequestsMock | None = None) -> Iterator[responses.RequestsMock]:
     """Register the emulator's callbacks on ``rsps`` (or a new, started mock).
 
     On exit the callbacks are removed from a mock we were given, and a mock we

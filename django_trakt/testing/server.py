@@ -11,12 +11,12 @@ import logging
 import socket
 import socketserver
 import threading
+from contextlib import ExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-if TYPE_CHECKING:
-    from .emulator import TraktEmulator
+from .protocols import ServedTarget
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class EmulatorServer:
     """
 
     def __init__(
-        self, emulator: TraktEmulator, host: str = "127.0.0.1", port: int = 0, *, public_url: str | None = None
+        self, emulator: ServedTarget, host: str = "127.0.0.1", port: int = 0, *, public_url: str | None = None
     ) -> None:
         self.emulator = emulator
         self.host = host
@@ -60,7 +60,8 @@ class EmulatorServer:
         self.url = ""
         self._httpd: WSGIServer | None = None
         self._thread: threading.Thread | None = None
-        self._saved: tuple[str, str, str, str | None] | None = None
+        #: Undoes the emulator's base URLs pointing here, at stop().
+        self._base_urls = ExitStack()
 
     def start(self) -> EmulatorServer:
         server_class = _IPv6ThreadingWSGIServer if ":" in self.host else _ThreadingWSGIServer
@@ -73,10 +74,7 @@ class EmulatorServer:
         if ":" in shown:
             shown = f"[{shown}]"
         self.url = self.public_url or f"http://{shown}:{self.port}"
-        emulator = self.emulator
-        self._saved = (emulator.auth_url, emulator.api_url, emulator.web_url, emulator._image_url)
-        emulator.auth_url = emulator.api_url = emulator.web_url = self.url
-        emulator.image_url = self.url
+        self._base_urls.enter_context(self.emulator.answering_at(self.url))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},  # so stop() returns quickly
@@ -96,10 +94,7 @@ class EmulatorServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None
-        if self._saved is not None:
-            emulator = self.emulator
-            emulator.auth_url, emulator.api_url, emulator.web_url, emulator.image_url = self._saved
-            self._saved = None
+        self._base_urls.close()
         logger.info("Trakt emulator on port %s stopped", self.port)
 
     def wait(self) -> None:

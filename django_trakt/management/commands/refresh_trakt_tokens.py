@@ -27,11 +27,14 @@ from django_trakt.core import clock
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
 from django_trakt.links.batch import Candidate, refresh_due_tokens, sequential_reason
 from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
-from django_trakt.management.base import TraktCommand, one_line, usage_error
+from django_trakt.management.base import TraktCommand, UsageError, one_line
+from django_trakt.management.repeats import FailureKinds, first_of_each_kind
 from django_trakt.models import TraktToken
 
-#: Exit status when the site's configuration stops the run (1: some links failed and are
-#: retried on the next run; 2: a bad option).
+#: Exit status when some links failed (they are retried on the next run).
+FAILED_STATUS = 1
+
+#: Exit status when the site's configuration stops the run (2 is a bad option).
 SITE_FAULT_STATUS = 3
 
 #: Exit status of a run stopped by SIGTERM or SIGINT after draining (the summary says what
@@ -57,24 +60,40 @@ def parse_duration(value: str) -> dt.timedelta:
     )
 
 
+def format_duration(duration: dt.timedelta) -> str:
+    """The inverse of :func:`parse_duration` for whole seconds: ``6h``, ``1d12h``, ``90s``."""
+    minutes, seconds = divmod(int(duration.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    text = "".join(
+        f"{number}{unit}" for number, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if number
+    )
+    return text or "0s"
+
+
 _Number = TypeVar("_Number", int, float)
+
+#: The most refresh requests in flight at once (and the default).
+MAX_CONCURRENCY = 64
+DEFAULT_CONCURRENCY = 4
 
 
 # The converters raise ArgumentTypeError, the one exception argparse reports as
 # "argument --option: <message>" (through the parser's error()); it names the option,
 # so the messages do not.
-def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
-    """An argparse ``type=`` for a positive (and finite) ``int`` or ``float``."""
+def _positive(kind: type[_Number], *, at_most: _Number | None = None) -> Callable[[str], _Number]:
+    """An argparse ``type=`` for a positive (and finite) ``int`` or ``float``, up to ``at_most``."""
     noun = "whole number" if kind is int else "number"
 
     def convert(value: str) -> _Number:
-        message = f"must be a positive {noun}, not {value!r}."
+        limit = "" if at_most is None else f" (at most {at_most})"
+        message = f"must be a positive {noun}{limit}, not {value!r}."
         try:
             number = kind(value)
         except ValueError:
             raise argparse.ArgumentTypeError(message) from None
         # float() accepts "nan" and "inf": neither is a usable rate or delay.
-        if not math.isfinite(number) or number <= 0:
+        if not math.isfinite(number) or number <= 0 or (at_most is not None and number > at_most):
             raise argparse.ArgumentTypeError(message)
         return number
 
@@ -91,6 +110,11 @@ def _duration(value: str) -> dt.timedelta:
     try:
         duration = parse_duration(value)
     except ValueError:
+        if _is_negative_duration(value):
+            raise argparse.ArgumentTypeError(
+                f"must not be negative, not {value!r}: it is how long before expiry a link is refreshed "
+                "(0 refreshes only the expired ones)."
+            ) from None
         raise argparse.ArgumentTypeError(
             f"expected a duration such as 6h, 90m, 1d or 3600 (seconds), not {value!r}."
         ) from None
@@ -99,6 +123,13 @@ def _duration(value: str) -> dt.timedelta:
     if duration > MAX_WITHIN:
         raise argparse.ArgumentTypeError(f"{value!r} is too long a duration (at most {MAX_WITHIN.days}d).")
     return duration
+
+
+def _is_negative_duration(value: str) -> bool:
+    try:
+        return value.strip().startswith("-") and parse_duration(value.strip()[1:]) >= dt.timedelta(0)
+    except (ValueError, OverflowError):
+        return False
 
 
 @contextlib.contextmanager
@@ -125,21 +156,40 @@ def _draining_on_signals(stop: threading.Event, announce: Callable[[int], None])
         clock.cut_waits_short(False)
 
 
+#: The loggers a refresh run writes a warning to for each link (and each attempt) that fails.
+PER_LINK_LOGGERS = (
+    "django_trakt.api.http",
+    "django_trakt.links.refresh",
+    "django_trakt.links.batch",
+    "django_trakt.links.durability",
+)
+
+
 class Command(TraktCommand):
-    help = (
-        "Refresh the Trakt tokens that expire soon (run it on a schedule, e.g. hourly). "
-        "Exit status: 0 done, 1 some links failed (retried on the next run), 2 bad option, "
-        f"3 the site's configuration stopped the run, {STOPPED_STATUS} stopped by SIGTERM/SIGINT: "
-        "no refresh starts after the signal, those in flight finish, the summary is printed, "
-        f"within {DRAIN_BOUND_HELP}."
+    help = "Refresh the Trakt tokens that expire soon. Run it on a schedule, e.g. hourly."
+    exit_statuses = (
+        (0, "done (every due link refreshed, or tasks enqueued)"),
+        (
+            FAILED_STATUS,
+            "some links failed, the database cut the run short, or the task queue was down: "
+            "the rest wait for the next run",
+        ),
+        (SITE_FAULT_STATUS, "the site's configuration stopped the run (fix it, then run again)"),
+        (
+            STOPPED_STATUS,
+            "stopped by SIGTERM or SIGINT: no refresh starts after the signal, those in flight finish "
+            f"and the summary is printed, within {DRAIN_BOUND_HELP}",
+        ),
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--within",
             type=_duration,
-            default=DEFAULT_MARGIN,
-            help="Refresh links expiring within this margin (default: 6h; e.g. 90m, 1d, 3600).",
+            # A string default goes through type= too, and reads as one in --help.
+            default=format_duration(DEFAULT_MARGIN),
+            metavar="DURATION",
+            help="Refresh links expiring within this margin, e.g. 90m, 1d or 3600 (seconds) (default: %(default)s).",
         )
         parser.add_argument("--dry-run", action="store_true", help="List what would be refreshed; change nothing.")
         parser.add_argument(
@@ -147,17 +197,26 @@ class Command(TraktCommand):
             action="append",
             dest="users",
             metavar="USER",
-            help="Only this user's link (username or id); repeat for several.",
+            help="Only this user's link (username or id); repeat for several (default: every user).",
         )
         parser.add_argument("--force", action="store_true", help="Refresh even links that are not due.")
-        parser.add_argument("--limit", type=_positive(int), help="Refresh at most this many links.")
+        parser.add_argument(
+            "--limit", type=_positive(int), metavar="N", help="Refresh at most this many links (default: no limit)."
+        )
         parser.add_argument(
             "--concurrency",
-            type=_positive(int),
-            default=4,
-            help="Refresh requests in flight at once (default: 4).",
+            # None: not asked for (the note about refreshing one at a time is only for who asked).
+            type=_positive(int, at_most=MAX_CONCURRENCY),
+            metavar="N",
+            help=f"Refresh requests in flight at once, at most {MAX_CONCURRENCY} (default: {DEFAULT_CONCURRENCY}; "
+            "one at a time on SQLite and inside a transaction).",
         )
-        parser.add_argument("--max-rate", type=_positive(float), help="At most this many refreshes per second.")
+        parser.add_argument(
+            "--max-rate",
+            type=_positive(float),
+            metavar="PER_SECOND",
+            help="At most this many refreshes per second (default: no limit).",
+        )
         parser.add_argument(
             "--enqueue",
             action="store_true",
@@ -167,30 +226,36 @@ class Command(TraktCommand):
             "--max-retry-after",
             type=_positive(float),
             default=30.0,
-            help="Wait out a 429 whose Retry-After is at most this many seconds; longer ones wait for the next run.",
+            metavar="SECONDS",
+            help="Wait out a 429 whose Retry-After is at most this many seconds; longer ones wait for the next run "
+            "(default: %(default)g).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["concurrency"] > 64:
-            raise usage_error("--concurrency must be at most 64.")
         user_ids = self._user_ids(options["users"]) if options["users"] else None
         self.verbosity = options["verbosity"]
         self.show_progress = self.verbosity >= 1 and self.stdout.isatty()
         self.done = 0
+        self.failures = FailureKinds()
         if options["enqueue"]:
             self._enqueue(options, user_ids)
             return
-        if options["concurrency"] > 1 and (reason := sequential_reason()) and self.verbosity >= 1:
+        asked = options["concurrency"]
+        concurrency = asked or DEFAULT_CONCURRENCY
+        # Only who asked for threads hears why there are none (a dry run starts none anyway).
+        if asked and asked > 1 and not options["dry_run"] and (reason := sequential_reason()) and self.verbosity >= 1:
             self.stderr.write(f"Note: {reason}.")
         stop = threading.Event()
+        # -v 2 logs every failure; below, each kind once (the summary counts them).
+        only_once = first_of_each_kind(PER_LINK_LOGGERS if self.verbosity < 2 else ())
         try:
-            with _draining_on_signals(stop, self._stopping):
+            with _draining_on_signals(stop, self._stopping), only_once as repeats:
                 report = refresh_due_tokens(
                     within=options["within"],
                     force=options["force"],
                     user_ids=user_ids,
                     limit=options["limit"],
-                    concurrency=options["concurrency"],
+                    concurrency=concurrency,
                     max_rate=options["max_rate"],
                     dry_run=options["dry_run"],
                     max_retry_after=options["max_retry_after"],
@@ -198,7 +263,7 @@ class Command(TraktCommand):
                     stop=stop,
                 )
         except DatabaseError as err:
-            raise CommandError(f"Stopped by a database error: {one_line(str(err))}", returncode=1) from err
+            raise CommandError(f"Stopped by a database error: {one_line(str(err))}", returncode=FAILED_STATUS) from err
         except TraktSiteMisconfigured as err:
             # Every link would fail the same way, and none is flagged for it: fix, run again.
             raise CommandError(
@@ -219,6 +284,7 @@ class Command(TraktCommand):
         if report.abandoned_revoked:
             summary += f"; {report.abandoned_revoked} abandoned sign-ins revoked at Trakt"
         self._name_key_problems()
+        self._name_failures(repeats.left_out)
         if report.stopped:
             self.stdout.write(summary)
             raise CommandError(
@@ -229,11 +295,23 @@ class Command(TraktCommand):
             raise CommandError(
                 f"{summary}. The list of due links was cut short by a database error "
                 f"({one_line(report.stream_error)}); the rest wait for the next run.",
-                returncode=1,
+                returncode=FAILED_STATUS,
             )
         if report.failed:
-            raise CommandError(f"{summary}. Failed links are retried on the next run.", returncode=1)
+            raise CommandError(f"{summary}. Failed links are retried on the next run.", returncode=FAILED_STATUS)
         self.stdout.write(self.style.SUCCESS(summary))
+
+    def _name_failures(self, left_out: int) -> None:
+        """One line per kind of failure (not one per link), and what the log left out."""
+        if self.verbosity < 1:
+            return
+        for line in self.failures.lines():
+            self.stderr.write(line, style_func=self.style.WARNING)
+        if left_out:
+            self.stderr.write(
+                f"{left_out} log lines that repeat one above were left out (-v 2 logs each).",
+                style_func=self.style.WARNING,
+            )
 
     def _stopping(self, signum: int) -> None:
         self.stderr.write(
@@ -260,9 +338,9 @@ class Command(TraktCommand):
         from django_trakt import tasks
 
         if options["dry_run"]:
-            raise usage_error("--enqueue and --dry-run do not go together.")
+            raise UsageError("--enqueue and --dry-run do not go together.")
         if tasks.backend() is None:
-            raise usage_error(
+            raise UsageError(
                 "--enqueue needs a task backend: set TRAKT_TASK_BACKEND to an alias of TASKS "
                 "(run manage.py check for what is wrong with it)."
             )
@@ -273,7 +351,7 @@ class Command(TraktCommand):
         except TraktConfigurationError as err:
             raise CommandError(str(err), returncode=SITE_FAULT_STATUS) from err
         except tasks.QueueUnavailable as err:
-            raise CommandError(f"Stopped: {one_line(str(err))}.", returncode=1) from err
+            raise CommandError(f"Stopped: {one_line(str(err))}.", returncode=FAILED_STATUS) from err
         self.stdout.write(self.style.SUCCESS(f"{enqueued} refresh tasks enqueued on {trakt_settings.TASK_BACKEND!r}."))
 
     def _user_ids(self, references: list[str]) -> list[int]:
@@ -283,12 +361,14 @@ class Command(TraktCommand):
             by_name = users.filter(**{get_user_model().USERNAME_FIELD: reference})
             match = by_name.first() or (users.filter(pk=reference).first() if reference.isdigit() else None)
             if match is None:
-                raise usage_error(f"No user {reference!r} (give a username or an id).")
+                raise UsageError(f"No user {reference!r} (give a username or an id).")
             ids.append(match.pk)
         return ids
 
     def _on_result(self, candidate: Candidate, result: RefreshResult | None) -> None:
         self.done += 1
+        if result is not None and result.outcome is Outcome.FAILED:
+            self.failures.add(result.detail)
         name = candidate.trakt_username or f"account {candidate.account_id}"
         if result is None:
             if self.verbosity >= 1:

@@ -1,9 +1,7 @@
 """``manage.py rotate_trakt_keys``: re-encrypt stored tokens with the first key.
 
-A thin command over :func:`django_trakt.links.rotation.rotate_keys`. Exit codes: 0 every
-token is encrypted with the first key; 1 some tokens could not be decrypted with any
-configured key (they are flagged and left as they are; the rest were rotated);
-2 bad options or unusable ``TRAKT_TOKEN_KEYS`` (nothing was touched).
+A thin command over :func:`django_trakt.links.rotation.rotate_keys`. Its exit statuses are
+``Command.exit_statuses``, listed by ``--help``.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from django.core.management.base import CommandError, CommandParser
 from django_trakt.exceptions import TraktConfigurationError
 from django_trakt.links import crypto
 from django_trakt.links.rotation import DEFAULT_BATCH_SIZE, RotationReport, rotate_keys
-from django_trakt.management.base import EXIT_USAGE, TraktCommand, usage_error
+from django_trakt.management.base import EXIT_USAGE, TraktCommand, UsageError
 
 EXIT_UNREADABLE = 1
 
@@ -25,13 +23,23 @@ class Command(TraktCommand):
         "Re-encrypt every stored Trakt token with the first key of TRAKT_TOKEN_KEYS, "
         "so that the older keys can then be removed. Safe to run again."
     )
+    exit_statuses = (
+        (0, "every token is encrypted with the first key (with --dry-run: would be)"),
+        (
+            EXIT_UNREADABLE,
+            "some tokens cannot be decrypted with any configured key: they are flagged and left as they are, "
+            "the rest are re-encrypted",
+        ),
+        (EXIT_USAGE, "a bad option, or unusable TRAKT_TOKEN_KEYS (nothing was touched)"),
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--batch-size",
             type=int,
             default=DEFAULT_BATCH_SIZE,
-            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}).",
+            metavar="N",
+            help="Rows per transaction (default: %(default)s).",
         )
         parser.add_argument(
             "--dry-run",
@@ -41,7 +49,7 @@ class Command(TraktCommand):
 
     def handle(self, *args: Any, batch_size: int, dry_run: bool, verbosity: int, **options: Any) -> None:
         if batch_size < 1:
-            raise usage_error(f"--batch-size must be at least 1, not {batch_size}.")
+            raise UsageError(f"--batch-size must be at least 1, not {batch_size}.")
         try:
             keys = crypto.configured_keys()
         except TraktConfigurationError as err:

@@ -16,7 +16,7 @@ from django.db import DatabaseError
 from django.urls import NoReverseMatch
 
 from django_trakt.links.redirect_uri import PLACEHOLDER_DOMAIN, split_host, trakt_callback_url_for_host
-from django_trakt.management.base import TraktCommand, usage_error
+from django_trakt.management.base import TraktCommand, UsageError
 
 LOOPBACK = {"localhost", "127.0.0.1", "[::1]"}
 
@@ -48,15 +48,15 @@ def _checked_host(value: str) -> str:
     host = value.strip()
     if "://" in host:
         scheme = host.split("://", 1)[0].lower()
-        raise usage_error(
+        raise UsageError(
             f"--host takes a host name (and port), not a URL: use --host {host.split('://', 1)[1].split('/')[0]} "
             f"--{'https' if scheme == 'https' else 'http'}."
         )
     if not host or "/" in host or any(character.isspace() for character in host):
-        raise usage_error(f"--host {value!r} is not a host name: give e.g. example.com or nas.local:8000.")
+        raise UsageError(f"--host {value!r} is not a host name: give e.g. example.com or nas.local:8000.")
     domain, _port = split_host(host)
     if not domain:
-        raise usage_error(f"--host {value!r} is not a valid host name (and optional port).")
+        raise UsageError(f"--host {value!r} is not a valid host name (and optional port).")
     return host
 
 
@@ -66,13 +66,17 @@ class Command(TraktCommand):
         "this site sends to Trakt, built by allauth (host from --host or the sites framework; "
         "https when the request is secure or ACCOUNT_DEFAULT_HTTP_PROTOCOL is 'https')."
     )
+    exit_statuses = (
+        (0, "the redirect URI is on stdout (notes, if any, on stderr)"),
+        (1, "the site cannot tell its redirect URI (the message says what to set, or pass --host)"),
+    )
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--host",
             help="The host (and port) people use to reach the site, e.g. media.example.com or nas.local:8000. "
-            "Default: the domain of the current Site (sites framework).",
+            "(default: the domain of the current Site, from the sites framework).",
         )
         scheme = parser.add_mutually_exclusive_group()
         scheme.add_argument(
@@ -87,7 +91,7 @@ class Command(TraktCommand):
             dest="scheme",
             action="store_const",
             const="http",
-            help="Requests reach Django over plain HTTP (the default).",
+            help="Requests reach Django over plain HTTP (default).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
