@@ -116,8 +116,8 @@ def main() -> None:
     from django.conf import settings
     from django.test import override_settings
 
-    from django_trakt.core import clock
     from django_trakt.device.flow import DEVICE_START_LIMIT, DEVICE_START_PERIOD
+    from django_trakt.internal.core import clock
     from django_trakt.sign_in_budgets import CODE_POLLS, CODE_STARTS, TOKEN_CHECKS
 
     now = time.time()

@@ -121,7 +121,7 @@ def seed(trakt: Any, count: int, prefix: str = "link") -> list[tuple[str, int]]:
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from django_trakt.api.tokens import grant_from_response
+    from django_trakt.internal.api.tokens import grant_from_response
     from django_trakt.models import TraktToken
 
     links = []
@@ -257,7 +257,7 @@ def scenario_atomic_rollback(trakt: Any, links_count: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from django_trakt.links.client import TraktClient
+    from django_trakt.internal.links.client import TraktClient
 
     links = seed(trakt, links_count)
     first_calls: dict[str, int] = {}
@@ -294,7 +294,7 @@ class ViewFailed(Exception):
 
 def view_settings_then_fail(request: Any) -> Any:
     """A view that calls Trakt (refreshing the expired token), then fails: its transaction rolls back."""
-    from django_trakt.links.client import TraktClient
+    from django_trakt.internal.links.client import TraktClient
 
     TraktClient.for_user(request.user).get("/users/settings")
     raise ViewFailed
@@ -302,7 +302,7 @@ def view_settings_then_fail(request: Any) -> Any:
 
 def view_settings_then_work_then_fail(request: Any) -> Any:
     """As above, with more work (1 s) after the refresh: the row stays locked meanwhile."""
-    from django_trakt.links.client import TraktClient
+    from django_trakt.internal.links.client import TraktClient
 
     TraktClient.for_user(request.user).get("/users/settings")
     time.sleep(VIEW_WORK_AFTER_REFRESH)
@@ -312,7 +312,7 @@ def view_settings_then_work_then_fail(request: Any) -> Any:
 def view_settings(request: Any) -> Any:
     from django.http import HttpResponse
 
-    from django_trakt.links.client import TraktClient
+    from django_trakt.internal.links.client import TraktClient
 
     return HttpResponse(TraktClient.for_user(request.user).get("/users/settings")["user"]["username"])
 
@@ -362,7 +362,7 @@ def atomic_requests_concurrent(trakt: Any, links: list[tuple[str, int]]) -> dict
     from django.db import connections
     from django.test import Client, override_settings
 
-    from django_trakt.links.client import TraktClient
+    from django_trakt.internal.links.client import TraktClient
 
     failing: dict[str, int] = {}
     other: dict[str, int] = {}
@@ -517,8 +517,8 @@ def scenario_disconnect(trakt: Any, links_count: int) -> dict[str, Any]:
     from allauth.socialaccount.models import SocialAccount
     from django.db import connections
 
-    from django_trakt.links.refresh import refresh_token
-    from django_trakt.links.revocation import unlink
+    from django_trakt.internal.links.refresh import refresh_token
+    from django_trakt.internal.links.revocation import unlink
 
     links = seed(trakt, links_count)
     live, outcomes = 0, {}

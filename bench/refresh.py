@@ -141,7 +141,7 @@ def seed(grants: list[Any]) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from django_trakt.api.tokens import grant_from_response
+    from django_trakt.internal.api.tokens import grant_from_response
     from django_trakt.models import TraktToken
 
     User = get_user_model()
@@ -250,7 +250,7 @@ def naive_loop() -> None:
     import requests
     from django.utils import timezone
 
-    from django_trakt.api.tokens import grant_from_response
+    from django_trakt.internal.api.tokens import grant_from_response
     from django_trakt.models import TraktToken
 
     server = os.environ["TRAKT_TEST_SERVER_URL"]

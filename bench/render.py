@@ -91,8 +91,8 @@ def measure(size: int, renders: int, repeats: int) -> dict[str, object]:
     from django.template import Context, Template
     from django.test import override_settings
 
-    from django_trakt.pages import watchlist_items
-    from django_trakt.pages.watchlist import get_watchlist
+    from django_trakt.internal.pages import watchlist_items
+    from django_trakt.internal.pages.watchlist import get_watchlist
     from django_trakt.templatetags.trakt import avatar_context
     from tests.conftest import link_user, make_emulator
 
@@ -155,8 +155,8 @@ def measure_stale(size: int, renders: int, repeats: int, delay: float) -> dict[s
     from django.test import override_settings
 
     from django_trakt import tasks
-    from django_trakt.core import clock
-    from django_trakt.pages import watchlist_items
+    from django_trakt.internal.core import clock
+    from django_trakt.internal.pages import watchlist_items
     from tests.conftest import link_user, make_emulator
 
     trakt = make_emulator()

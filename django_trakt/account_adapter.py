@@ -1,5 +1,5 @@
 """The account adapter django-trakt needs: it tells the links' trust model
-(:mod:`django_trakt.links.trust`) which address confirmations come from the confirmation mail.
+(:mod:`django_trakt.internal.links.trust`) which address confirmations come from the confirmation mail.
 
 allauth marks an address verified in two ways and announces both with the same
 ``email_confirmed`` signal: through the mail it sent to confirm that address (its link, or
@@ -19,7 +19,7 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
 
-from django_trakt.links import trust
+from django_trakt.internal.links import trust
 
 
 class TraktAccountAdapterMixin:

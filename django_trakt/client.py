@@ -7,6 +7,6 @@
 
 from __future__ import annotations
 
-from django_trakt.links.client import TraktClient
+from django_trakt.internal.links.client import TraktClient
 
 __all__ = ["TraktClient"]

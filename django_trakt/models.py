@@ -13,9 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api.tokens import TokenGrant
 from django_trakt.exceptions import TokenDecryptionError
-from django_trakt.links import crypto
+from django_trakt.internal.api.tokens import TokenGrant
+from django_trakt.internal.links import crypto
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class TraktToken(models.Model):
 
     ``access_token`` and ``refresh_token`` are plain strings in Python and Fernet
     ciphertext in the database (``*_encrypted`` columns, in the envelope of
-    :mod:`django_trakt.links.crypto`). They are properties, not
+    :mod:`django_trakt.internal.links.crypto`). They are properties, not
     fields, so nothing generic (``repr``, ``model_to_dict``, the admin, ``dumpdata``)
     ever sees the plain value.
     """
@@ -84,7 +84,7 @@ class TraktToken(models.Model):
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.ACTIVE)
     last_refreshed_at = models.DateTimeField(_("last refreshed at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
-    #: The refresh claim (django_trakt.links.durability): committed before a refresh token is
+    #: The refresh claim (django_trakt.internal.links.durability): committed before a refresh token is
     #: sent to Trakt, cleared when Trakt's answer is stored. While it stands nobody else sends
     #: the token; once past ``refresh_claim_until`` with the claim still there, its owner never
     #: stored an answer, and the link is checked instead of the token being sent again.
@@ -265,7 +265,7 @@ class TraktToken(models.Model):
 
 
 class PendingGrant(models.Model):
-    """A token Trakt issued at a sign-in that no link holds yet (see :mod:`django_trakt.links.pending`).
+    """A token Trakt issued at a sign-in that no link holds yet (see :mod:`django_trakt.internal.links.pending`).
 
     A new user's tokens wait in allauth's pending signup until the email form is sent; if it
     never is, the grant would stay live at Trakt for good. Each one is noted here (encrypted,
@@ -287,7 +287,7 @@ class PendingGrant(models.Model):
 
 
 class UnprovenAccount(models.Model):
-    """An account whose signup address nobody has confirmed yet (see :mod:`django_trakt.links.trust`).
+    """An account whose signup address nobody has confirmed yet (see :mod:`django_trakt.internal.links.trust`).
 
     Trakt gives no email address, so the one typed at signup may be somebody else's. While
     this row exists, no link of the account is trusted with it: the owner of ``email`` who

@@ -18,8 +18,6 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import sign_in_budgets
-from django_trakt.api import http, oauth
-from django_trakt.api.tokens import TokenAnswer
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.exceptions import (
     TraktConfigurationError,
@@ -28,9 +26,11 @@ from django_trakt.exceptions import (
     TraktInvalidGrant,
     TraktUnauthorized,
 )
-from django_trakt.links import crypto
-from django_trakt.links.profile import TraktProfile, trim_extra_data
-from django_trakt.pages.images import avatar_url
+from django_trakt.internal.api import http, oauth
+from django_trakt.internal.api.tokens import TokenAnswer
+from django_trakt.internal.links import crypto
+from django_trakt.internal.links.profile import TraktProfile, trim_extra_data
+from django_trakt.internal.pages.images import avatar_url
 from django_trakt.views import TraktOAuth2Adapter, TraktSocialLogin
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class TraktAccount(TraktProfile):
 
     def get_avatar_url(self) -> str | None:
         # Trakt forbids hotlinking its images, the avatar included: never hand out
-        # the profile's image URL, only this site's copy (django_trakt.pages.image_views);
+        # the profile's image URL, only this site's copy (django_trakt.internal.pages.image_views);
         # None when the profile has no avatar we would fetch.
         return avatar_url(self.account)
 

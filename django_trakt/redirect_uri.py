@@ -7,6 +7,6 @@ prints it for a host or the current ``Site``).
 
 from __future__ import annotations
 
-from django_trakt.links.redirect_uri import trakt_callback_url, trakt_callback_url_for_host
+from django_trakt.internal.links.redirect_uri import trakt_callback_url, trakt_callback_url_for_host
 
 __all__ = ["trakt_callback_url", "trakt_callback_url_for_host"]

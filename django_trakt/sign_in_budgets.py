@@ -7,7 +7,7 @@ API and the device pages). Each is a call on the site's Trakt app, and Trakt ban
 send bursts; a script must not be able to spend the app's limit by sending such requests.
 
 So every one of these calls is counted first, in the app's cache (``TRAKT_CACHE``, the
-family of the page budget: :func:`django_trakt.core.cache.count_in_window`), against two
+family of the page budget: :func:`django_trakt.internal.core.cache.count_in_window`), against two
 budgets: one per client (the signed-in user, or the client address, IPv6 grouped by
 allauth's ``ALLAUTH_RATE_LIMIT_IPV6_PREFIX`` as allauth's own rate limits group it) and
 one for the whole site (which many addresses cannot get around). A spent budget, or a
@@ -30,8 +30,8 @@ from allauth.account.adapter import get_adapter as get_account_adapter
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from django_trakt.api import oauth
-from django_trakt.core.cache import cache_call, count_in_window
+from django_trakt.internal.api import oauth
+from django_trakt.internal.core.cache import cache_call, count_in_window
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ URL names are namespaced: ``django_trakt:device_start`` ...
 from django.urls import path
 
 from django_trakt.device import views as device_views
-from django_trakt.pages import image_views
+from django_trakt.internal.pages import image_views
 
 app_name = "django_trakt"
 

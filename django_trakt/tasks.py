@@ -7,7 +7,7 @@ process, as before). With a backend:
 
 - :data:`refresh_link` ``(token_id, within_seconds=None, attempt=0, force=False)`` refreshes one link
   under its row lock, within the budget all workers share
-  (:mod:`django_trakt.links.shared_rate`);
+  (:mod:`django_trakt.internal.links.shared_rate`);
 - :data:`refresh_links` ``(token_ids, within_seconds=None, force=False)`` refreshes each of
   these links that is due, one after the other (a worker stopping meanwhile enqueues the
   rest again);
@@ -51,12 +51,18 @@ from typing import Any
 from django.utils import timezone
 
 from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
-from django_trakt.core import clock, dispatch
 from django_trakt.exceptions import TraktSiteMisconfigured
-from django_trakt.links import pending, revocation, shared_rate
-from django_trakt.links.batch import due_links
-from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_token, refresh_with_retries
-from django_trakt.pages import images, watchlist
+from django_trakt.internal.core import clock, dispatch
+from django_trakt.internal.links import pending, revocation, shared_rate
+from django_trakt.internal.links.batch import due_links
+from django_trakt.internal.links.refresh import (
+    DEFAULT_MARGIN,
+    Outcome,
+    RefreshResult,
+    refresh_token,
+    refresh_with_retries,
+)
+from django_trakt.internal.pages import images, watchlist
 
 logger = logging.getLogger(__name__)
 
@@ -419,7 +425,7 @@ def revoke_grant(grant_id: int, account_id: int, user_id: int | None, uid: str, 
 
 
 class _QueueDispatcher:
-    """What :mod:`django_trakt.core.dispatch` hands work to."""
+    """What :mod:`django_trakt.internal.core.dispatch` hands work to."""
 
     tasks = {
         dispatch.REFRESH_LINK: lambda: refresh_link,

@@ -9,10 +9,10 @@ with the first key (:func:`rotate_keys`), remove a link and revoke its grant at 
 
 from __future__ import annotations
 
-from django_trakt.links.batch import refresh_due_tokens
-from django_trakt.links.refresh import Outcome, RefreshResult, refresh_token
-from django_trakt.links.revocation import revoke_at_trakt, unlink
-from django_trakt.links.rotation import rotate_keys
+from django_trakt.internal.links.batch import refresh_due_tokens
+from django_trakt.internal.links.refresh import Outcome, RefreshResult, refresh_token
+from django_trakt.internal.links.revocation import revoke_at_trakt, unlink
+from django_trakt.internal.links.rotation import rotate_keys
 
 __all__ = [
     "Outcome",

@@ -16,12 +16,12 @@ from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView, OAu
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api import http, oauth
-from django_trakt.api.tokens import TokenAnswer, grant_from_response
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktConfigurationError, TraktError, TraktSiteMisconfigured
-from django_trakt.links import crypto, pending
-from django_trakt.links.redirect_uri import TraktCallbackAdapter
+from django_trakt.internal.api import http, oauth
+from django_trakt.internal.api.tokens import TokenAnswer, grant_from_response
+from django_trakt.internal.links import crypto, pending
+from django_trakt.internal.links.redirect_uri import TraktCallbackAdapter
 from django_trakt.models import PendingGrant
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ and spends the same budgets of Trakt calls as the tag.
 
 from __future__ import annotations
 
-from django_trakt.pages.watchlist import get_watchlist
-from django_trakt.pages.watchlist_items import WatchlistError, WatchlistItem, WatchlistResult
+from django_trakt.internal.pages.watchlist import get_watchlist
+from django_trakt.internal.pages.watchlist_items import WatchlistError, WatchlistItem, WatchlistResult
 
 __all__ = ["WatchlistError", "WatchlistItem", "WatchlistResult", "get_watchlist"]

@@ -17,8 +17,8 @@ from django.core.cache.backends.base import BaseCache
 from django.db.models.signals import post_migrate
 from django.utils import timezone
 
-from django_trakt.api.tokens import grant_from_response
-from django_trakt.core import clock as app_clock
+from django_trakt.internal.api.tokens import grant_from_response
+from django_trakt.internal.core import clock as app_clock
 from django_trakt.models import TraktToken
 from django_trakt.testing import TraktEmulator
 
@@ -148,7 +148,7 @@ def linked(trakt, db):
 
 
 class Clock:
-    """The app's clock (django_trakt.core.clock.now), moved by hand instead of sleeping."""
+    """The app's clock (django_trakt.internal.core.clock.now), moved by hand instead of sleeping."""
 
     def __init__(self) -> None:
         self.now = time.time()

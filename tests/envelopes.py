@@ -1,4 +1,4 @@
-"""The stored-ciphertext format, written from its documentation (``django_trakt.links.crypto``):
+"""The stored-ciphertext format, written from its documentation (``django_trakt.internal.links.crypto``):
 ``"<digest>:<Fernet token>"``, the digest being the url-safe base64, without padding, of the
 first 16 bytes of the token's SHA-256.
 

@@ -30,7 +30,7 @@ def seed(path: str) -> None:
     from django.contrib.sites.models import Site
     from django.db import transaction
 
-    from django_trakt.api.tokens import grant_from_response
+    from django_trakt.internal.api.tokens import grant_from_response
     from django_trakt.models import TraktToken
 
     with transaction.atomic():

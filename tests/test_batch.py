@@ -12,10 +12,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from django_trakt.core import clock as app_clock
-from django_trakt.links import batch
-from django_trakt.links.batch import RateLimiter, refresh_due_tokens
-from django_trakt.links.refresh import Outcome
+from django_trakt.internal.core import clock as app_clock
+from django_trakt.internal.links import batch
+from django_trakt.internal.links.batch import RateLimiter, refresh_due_tokens
+from django_trakt.internal.links.refresh import Outcome
 from django_trakt.models import TraktToken
 
 DUE = dt.timedelta(hours=1)
@@ -148,7 +148,7 @@ def test_batch_unexpected_error_in_one_link_does_not_stop_batch(trakt, linked, m
     broken_before = snapshot(broken)
     break_link(monkeypatch, broken.pk)
     results = {}
-    with caplog.at_level(logging.ERROR, logger="django_trakt.links.batch"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.internal.links.batch"):
         report = refresh_due_tokens(concurrency=1, on_result=lambda c, r: results.setdefault(c.pk, r))
     assert (report.refreshed, report.failed) == (2, 1)
     assert results[broken.pk].outcome is Outcome.FAILED
@@ -228,7 +228,7 @@ def test_batch_threaded_unexpected_error_in_one_link_does_not_stop_batch(
     broken = tokens[2]
     break_link(monkeypatch, broken.pk, error=KeyError)
     results = {}
-    with caplog.at_level(logging.ERROR, logger="django_trakt.links.batch"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.internal.links.batch"):
         report = refresh_due_tokens(concurrency=2, on_result=lambda c, r: results.setdefault(c.pk, r))
     assert (report.refreshed, report.failed) == (4, 1)
     assert results[broken.pk].detail == "unexpected error: KeyError"
@@ -283,7 +283,7 @@ def test_command_dry_run_quiet_prints_only_summary(trakt, linked):
 def test_stream_of_due_links_read_again_after_a_database_error_each_link_once(trakt):
     from django.db import OperationalError, connection
 
-    from django_trakt.links.batch import refresh_due_tokens
+    from django_trakt.internal.links.batch import refresh_due_tokens
     from tests.conftest import link_user
 
     links = [link_user(trakt, expires_in=-dt.timedelta(hours=1)) for _ in range(5)]

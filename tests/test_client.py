@@ -17,7 +17,7 @@ from django_trakt.exceptions import (
     TraktRefreshFailed,
     TraktUnauthorized,
 )
-from django_trakt.links.client import TraktClient
+from django_trakt.internal.links.client import TraktClient
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db

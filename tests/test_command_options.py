@@ -27,8 +27,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.test import override_settings
 
-from django_trakt.core import clock as app_clock
-from django_trakt.links.rotation import DEFAULT_BATCH_SIZE
+from django_trakt.internal.core import clock as app_clock
+from django_trakt.internal.links.rotation import DEFAULT_BATCH_SIZE
 from django_trakt.management.commands.refresh_trakt_tokens import Command as RefreshCommand
 from django_trakt.management.commands.refresh_trakt_tokens import format_duration, parse_duration
 from django_trakt.management.commands.rotate_trakt_keys import Command as RotateCommand
@@ -363,7 +363,7 @@ def test_trakt_down_is_logged_once_and_summarised_by_kind(trakt, linked, trakt_d
     assert TraktToken.objects.filter(last_error=REACHED).count() == links  # each link's own record stays
     # The loggers are themselves again after the run.
     caplog.clear()
-    logging.getLogger("django_trakt.links.refresh").warning("%s 9 failed: %s", REFRESH_FAILED, REACHED)
+    logging.getLogger("django_trakt.internal.links.refresh").warning("%s 9 failed: %s", REFRESH_FAILED, REACHED)
     assert len(caplog.records) == 1
 
 

@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from django_trakt.links.client import TraktClient
+from django_trakt.internal.links.client import TraktClient
 from django_trakt.models import TraktToken
 from tests.conftest import link_user, make_emulator
 

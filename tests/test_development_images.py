@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.checks import run_checks
 from django.urls import reverse
 
-from django_trakt.pages import image_fetch, image_sources, images
+from django_trakt.internal.pages import image_fetch, image_sources, images
 from django_trakt.testing import TraktEmulator
 from django_trakt.testing.documents import scheme_less
 from django_trakt.testing.images import avatar_png, poster_png

@@ -21,12 +21,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_trakt import __version__
-from django_trakt.api import device
-from django_trakt.api.device import DeviceAuthorization, DeviceStatus
-from django_trakt.api.tokens import grant_from_response
-from django_trakt.core import clock as app_clock
 from django_trakt.device import views as device_views
 from django_trakt.exceptions import TraktMalformedResponse
+from django_trakt.internal.api import device
+from django_trakt.internal.api.device import DeviceAuthorization, DeviceStatus
+from django_trakt.internal.api.tokens import grant_from_response
+from django_trakt.internal.core import clock as app_clock
 from django_trakt.models import PendingGrant, TraktToken
 
 pytestmark = pytest.mark.django_db

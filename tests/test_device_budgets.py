@@ -20,10 +20,10 @@ from django.http import HttpResponseForbidden
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from django_trakt.api.tokens import grant_from_response
 from django_trakt.device import flow
 from django_trakt.device import views as device_views
 from django_trakt.device.pending import PendingCode
+from django_trakt.internal.api.tokens import grant_from_response
 from django_trakt.models import TraktToken
 from tests.test_device import moving_clock, poll
 from tests.test_device import start_linking as start_linking_with_page

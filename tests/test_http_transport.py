@@ -22,9 +22,6 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
-from django_trakt.api import oauth
-from django_trakt.api.http import get_user_settings, send
-from django_trakt.api.tokens import grant_from_response
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import (
     TraktAPIError,
@@ -34,8 +31,11 @@ from django_trakt.exceptions import (
     TraktTimeout,
     TraktTransportError,
 )
-from django_trakt.links.client import TraktClient
-from django_trakt.links.refresh import refresh_token
+from django_trakt.internal.api import oauth
+from django_trakt.internal.api.http import get_user_settings, send
+from django_trakt.internal.api.tokens import grant_from_response
+from django_trakt.internal.links.client import TraktClient
+from django_trakt.internal.links.refresh import refresh_token
 from tests.conftest import CALLBACK_URL
 
 CLIENT_ID = settings.TRAKT_CLIENT_ID
@@ -125,7 +125,7 @@ def test_user_settings_returns_profile_document(trakt):
 @pytest.mark.parametrize("value", ["Wed, 21 Oct 2015 07:28:00 GMT", "soon"])
 def test_retry_after_not_a_number_is_raised_at_once_without_waiting(trakt, linked, monkeypatch, value):
     waits = []
-    monkeypatch.setattr("django_trakt.core.clock.sleep", waits.append)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", waits.append)
     user, _token = linked(expires_in=FRESH)
     trakt.fail_next(
         "/users/settings", status=429, json={"error": "rate_limit_exceeded"}, headers={"Retry-After": value}

@@ -23,8 +23,8 @@ from django.core.cache import cache
 from django.test import Client
 
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import image_fetch, image_views
-from django_trakt.pages.image_fetch import fetch_image
+from django_trakt.internal.pages import image_fetch, image_views
+from django_trakt.internal.pages.image_fetch import fetch_image
 from django_trakt.testing.images import poster_png
 from tests.test_image_ssrf import (  # noqa: F401  (fixtures)
     PUBLIC_A,

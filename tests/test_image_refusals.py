@@ -17,8 +17,8 @@ from django.core.files.storage import InMemoryStorage, storages
 from django.urls import reverse
 
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import image_fetch, images
-from django_trakt.pages.image_fetch import fetch_image
+from django_trakt.internal.pages import image_fetch, images
+from django_trakt.internal.pages.image_fetch import fetch_image
 from django_trakt.testing.images import poster_png
 
 pytestmark = pytest.mark.django_db
@@ -349,7 +349,7 @@ def test_cache_down_after_a_refusal_still_serves_default(web, client, settings, 
 def test_unknown_storage_alias_serves_default_and_logs(web, client, settings, caplog):
     settings.TRAKT_IMAGE_STORAGE = "no-such-alias"
     trakt, _rsps = web
-    with caplog.at_level(logging.ERROR, logger="django_trakt.pages.image_views"):
+    with caplog.at_level(logging.ERROR, logger="django_trakt.internal.pages.image_views"):
         response = client.get(poster_path("https://trakt.test/images/posters/lost.png"))
     assert is_default_poster(response)
     assert "Serving a Trakt poster image failed" in caplog.text

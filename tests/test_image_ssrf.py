@@ -30,9 +30,9 @@ from django.core.files.storage import storages
 from django.urls import reverse
 
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import image_fetch, images
-from django_trakt.pages.image_fetch import fetch_image
-from django_trakt.pages.image_sources import is_public_address
+from django_trakt.internal.pages import image_fetch, images
+from django_trakt.internal.pages.image_fetch import fetch_image
+from django_trakt.internal.pages.image_sources import is_public_address
 from django_trakt.testing.images import poster_png
 
 pytestmark = pytest.mark.django_db

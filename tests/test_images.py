@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from django_trakt.conf import LIBRARY_USER_AGENT
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages import image_fetch, images
-from django_trakt.pages.image_fetch import fetch_image, sniff_image_type
+from django_trakt.internal.pages import image_fetch, images
+from django_trakt.internal.pages.image_fetch import fetch_image, sniff_image_type
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.conftest import link_user
 

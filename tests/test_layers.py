@@ -3,12 +3,17 @@
     site   the public modules (client, watchlists, tokens, redirect_uri), the allauth contract and
            Django's conventions (provider, views, device/,
            urls, site_urls, admin, checks, apps, management/, ...)
-    pages  what pages show: watchlists, images, their views, the template tags
-    links  the link lifecycle: the stored tokens (models), crypto, refresh, batch, ...
-    api    Trakt's API: HTTP, OAuth and device endpoints, token answers
+    pages  what pages show: watchlists, images, their views (internal/pages/), the template tags
+    links  the link lifecycle: the stored tokens (models), crypto, refresh, batch, ... (internal/links/)
+    api    Trakt's API: HTTP, OAuth and device endpoints, token answers (internal/api/)
     conf   settings, exceptions, signals
-    core   the clock, the cache, numbers, the task seam (core/): told how to read a setting,
-           never importing conf
+    core   the clock, the cache, numbers, the task seam (internal/core/): told how to read a
+           setting, never importing conf
+
+The layers below the site sit under ``internal/`` (allauth's convention: no compatibility
+promise). ``links/`` and ``pages/`` at the top are the previous release's documented paths,
+kept for one release: a "deprecated" layer that imports only the public modules and that
+nothing of the app imports.
 
 ``testing/`` (the local Trakt) stands apart: it imports nothing of the app, so a site can
 use it against any version of its own code. Every import counts, those inside functions
@@ -27,7 +32,13 @@ LAYERS = ["core", "conf", "api", "links", "pages", "site"]
 #: Top-level modules below the site layer; every other top-level module is "site".
 TOP_LEVEL = {"__init__": "core", "conf": "conf", "exceptions": "conf", "signals": "conf", "models": "links"}
 #: Sub-packages and their layer.
-PACKAGES = {"core": "core", "conf": "conf", "api": "api", "links": "links", "pages": "pages", "templatetags": "pages"}
+PACKAGES = {"conf": "conf", "templatetags": "pages"}
+#: The internal layers, ``internal.<layer>``.
+INTERNAL = {"core": "core", "api": "api", "links": "links", "pages": "pages"}
+#: The shims of the previous release's documented paths (removed in 0.3).
+DEPRECATED = {"links", "pages"}
+#: What the shims may import: the public modules, nothing else of the app.
+PUBLIC_MODULES = {"client", "tokens", "redirect_uri", "watchlists"}
 
 
 def module_name(path: Path) -> str:
@@ -36,9 +47,13 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> str:
-    first = module.split(".")[0]
+    first, _, rest = module.partition(".")
     if first == "testing":
         return "testing"
+    if first == "internal":
+        return INTERNAL.get(rest.split(".")[0], "core")  # internal/__init__.py: a docstring
+    if first in DEPRECATED:
+        return "deprecated"
     if first in PACKAGES:
         return PACKAGES[first]
     return TOP_LEVEL.get(module, "site")
@@ -78,7 +93,7 @@ def test_no_import_runs_from_a_lower_layer_up():
         here = module_name(path)
         for line, target in imported_modules(path):
             source_layer, target_layer = layer_of(here), layer_of(target)
-            if source_layer == "testing" or target_layer == "testing":
+            if "testing" in (source_layer, target_layer) or "deprecated" in (source_layer, target_layer):
                 continue  # checked below
             if LAYERS.index(target_layer) > LAYERS.index(source_layer):
                 upward.append(f"{here} ({source_layer}) -> {target} ({target_layer}), line {line}")
@@ -94,13 +109,16 @@ def test_the_local_trakt_imports_nothing_of_the_app():
 @pytest.mark.parametrize(
     ("module", "layer"),
     [
-        ("links.refresh", "links"),
+        ("internal.links.refresh", "links"),
         ("models", "links"),
-        ("pages.watchlist", "pages"),
+        ("internal.pages.watchlist", "pages"),
         ("templatetags.trakt", "pages"),
-        ("api.oauth", "api"),
-        ("core.clock", "core"),
-        ("core.cache", "core"),
+        ("internal.api.oauth", "api"),
+        ("internal.core.clock", "core"),
+        ("internal.core.cache", "core"),
+        ("internal", "core"),
+        ("links.client", "deprecated"),
+        ("pages", "deprecated"),
         ("conf", "conf"),
         ("exceptions", "conf"),
         ("device.flow", "site"),
@@ -117,8 +135,10 @@ def test_modules_are_placed_in_their_layer(module, layer):
 
 def test_the_rule_sees_lazy_imports(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("def f():\n    from django_trakt.pages import images\n    import django_trakt.links.refresh\n")
-    assert imported_modules(sample) == [(2, "pages"), (3, "links.refresh")]
+    sample.write_text(
+        "def f():\n    from django_trakt.internal.pages import images\n    import django_trakt.internal.links.refresh\n"
+    )
+    assert imported_modules(sample) == [(2, "internal.pages"), (3, "internal.links.refresh")]
 
 
 def _is_module(name: str) -> bool:
@@ -129,8 +149,8 @@ def _is_module(name: str) -> bool:
 def module_edges(path: Path) -> set[str]:
     """Every module of the app ``path`` imports, by full dotted name below ``django_trakt``.
 
-    Finer than :func:`imported_modules`: ``from django_trakt.pages import images`` is an
-    arrow to ``pages.images``, not to ``pages``. Relative imports are resolved too, and
+    Finer than :func:`imported_modules`: ``from django_trakt.internal.pages import images`` is an
+    arrow to ``internal.pages.images``, not to ``internal.pages``. Relative imports are resolved too, and
     imports under ``if TYPE_CHECKING:`` count like any other: a cycle for the type checker is
     still two modules that cannot be understood one without the other.
     """
@@ -218,7 +238,7 @@ def test_the_cycle_rule_finds_cycles():
 def test_the_cycle_rule_sees_type_checking_and_relative_imports(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from django_trakt.pages import images\n"
-        "from django_trakt.core.clock import now\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from django_trakt.internal.pages import images\n"
+        "from django_trakt.internal.core.clock import now\n"
     )
-    assert module_edges(sample) >= {"pages.images", "core.clock"}
+    assert module_edges(sample) >= {"internal.pages.images", "internal.core.clock"}

@@ -19,10 +19,10 @@ from django.db import OperationalError, connection, connections, transaction
 from django.test import modify_settings
 
 from django_trakt.exceptions import TraktRefreshFailed, TraktTimeout
-from django_trakt.links import durability
-from django_trakt.links.batch import refresh_due_tokens
-from django_trakt.links.client import TraktClient
-from django_trakt.links.refresh import Outcome, refresh_token
+from django_trakt.internal.links import durability
+from django_trakt.internal.links.batch import refresh_due_tokens
+from django_trakt.internal.links.client import TraktClient
+from django_trakt.internal.links.refresh import Outcome, refresh_token
 from django_trakt.models import TraktToken
 from tests import views
 from tests.conftest import link_user, make_emulator
@@ -262,7 +262,7 @@ def test_a_database_error_before_trakt_is_asked_spends_nothing(trakt, linked):
 
 
 def test_timed_out_refresh_is_not_retried_at_once(trakt, linked, settings):
-    from django_trakt.links.refresh import refresh_with_retries
+    from django_trakt.internal.links.refresh import refresh_with_retries
 
     settings.SOCIALACCOUNT_PROVIDERS = {"trakt": {**settings.SOCIALACCOUNT_PROVIDERS["trakt"], "TIMEOUT": 0.2}}
     _user, token = linked(expires_in=EXPIRED)
@@ -472,7 +472,7 @@ def test_site_fault_from_the_client_flags_nothing(trakt, linked, settings):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_disconnect_racing_a_refresh_leaves_no_live_pair_at_trakt():
-    from django_trakt.links.revocation import unlink
+    from django_trakt.internal.links.revocation import unlink
 
     trakt = make_emulator()
     with trakt.serve() as server, _provider_hosts(server.url):

@@ -18,10 +18,10 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.urls import reverse
 
-from django_trakt.links import revocation
-from django_trakt.links.profile import EXTRA_DATA_FIELDS, trim_extra_data
+from django_trakt.internal.links import revocation
+from django_trakt.internal.links.profile import EXTRA_DATA_FIELDS, trim_extra_data
+from django_trakt.internal.pages import image_views, images
 from django_trakt.models import TraktToken
-from django_trakt.pages import image_views, images
 from django_trakt.testing.documents import settings_document
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.conftest import link_user

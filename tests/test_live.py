@@ -35,8 +35,8 @@ import pytest
 import requests
 
 from django_trakt import __version__
-from django_trakt.api.tokens import grant_from_response
-from django_trakt.pages.watchlist_items import item_from_document
+from django_trakt.internal.api.tokens import grant_from_response
+from django_trakt.internal.pages.watchlist_items import item_from_document
 from django_trakt.provider import trim_extra_data
 from tests.trakt_shapes import (
     assert_shape,

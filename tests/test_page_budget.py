@@ -16,10 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template import RequestContext, Template
 from django.urls import path
 
-from django_trakt.pages import page_budget, watchlist, watchlist_items
-from django_trakt.pages.page_budget import PUBLIC_SCOPE, spend_page_call
-from django_trakt.pages.watchlist import get_watchlist
-from django_trakt.pages.watchlist_items import WatchlistError
+from django_trakt.internal.pages import page_budget, watchlist, watchlist_items
+from django_trakt.internal.pages.page_budget import PUBLIC_SCOPE, spend_page_call
+from django_trakt.internal.pages.watchlist import get_watchlist
+from django_trakt.internal.pages.watchlist_items import WatchlistError
 
 pytestmark = pytest.mark.django_db
 
@@ -210,7 +210,7 @@ def test_a_fetch_of_several_pages_counts_each_page(trakt, window, settings, monk
 
 
 def test_the_retry_of_a_short_429_is_a_call_too(trakt, people, window, settings, monkeypatch):
-    monkeypatch.setattr("django_trakt.core.clock.sleep", lambda seconds: None)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", lambda seconds: None)
     monkeypatch.setattr(watchlist, "PAGE_RETRY_WAIT", 1)
     monkeypatch.setattr(page_budget, "PAGE_CALL_BUDGET", 1)
     trakt.rate_limit_next(PUBLIC, retry_after=1)

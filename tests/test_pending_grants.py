@@ -1,4 +1,4 @@
-"""Grants of sign-ins that no link holds are revoked at Trakt once abandoned (django_trakt.links.pending)."""
+"""Grants of sign-ins that no link holds are revoked at Trakt once abandoned (django_trakt.internal.links.pending)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone
 
-from django_trakt.links import pending
+from django_trakt.internal.links import pending
 from django_trakt.models import PendingGrant, TraktToken
 from tests.test_secrets_on_errors import issued_tokens, sessions_text
 from tests.test_signin import all_database_text, sign_in, signup_form

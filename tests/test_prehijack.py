@@ -1,6 +1,6 @@
 """Account pre-hijacking: someone signs up with another person's address and links their own
 Trakt accounts; the owner of the address then confirms it or claims the account
-(django_trakt.links.trust). Each attack of issue 21 goes through allauth's pages (or its
+(django_trakt.internal.links.trust). Each attack of issue 21 goes through allauth's pages (or its
 headless API), with its code flows on and off, and checks rows, Trakt's revocations, and
 the attacker's session."""
 

@@ -163,7 +163,7 @@ def test_the_package_has_the_modules_the_rule_must_cover():
     names = {path.relative_to(PACKAGE).as_posix() for path in _modules()}
     assert {
         "device/views.py",
-        "api/http.py",
+        "internal/api/http.py",
         "admin/social_account_admin.py",
         "templatetags/trakt.py",
         "testing/emulator.py",

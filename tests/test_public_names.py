@@ -1,7 +1,7 @@
 """The names a site imports live in public modules at the top of the package (issue 22, item 1).
 
-The layers (``core/``, ``api/``, ``links/``, ``pages/``) and the device flow's modules are the
-implementation and may change in any release. :data:`PUBLIC` is the whole surface a site
+The layers (``django_trakt/internal/``: ``core/``, ``api/``, ``links/``, ``pages/``) and the device
+flow's modules are the implementation and may change in any release. :data:`PUBLIC` is the whole surface a site
 needs: these modules and, in each, these names. Every ``django_trakt`` path the README, the
 docs (``docs/design.md`` is for maintainers and excluded) and the example site name must be
 one of them, so a doc cannot send a site into a layer again without this test failing.
@@ -151,19 +151,22 @@ def test_the_example_site_imports_only_public_paths():
 @pytest.mark.parametrize(
     ("text", "public"),
     [
-        ("from django_trakt.links.client import TraktClient", False),
+        ("from django_trakt.internal.links.client import TraktClient", False),
+        ("from django_trakt.links.client import TraktClient", False),  # deprecated: not for docs
         ("from django_trakt.client import TraktClient", True),
         ("from django_trakt.client import TraktClient, _Hidden", False),
         ("from django_trakt.watchlists import (\n    WatchlistItem,\n    get_watchlist,\n)\nresult = 1", True),
         ("from django_trakt.watchlists import get_watchlist\n\nresult = get_watchlist(user)", True),
+        ("`django_trakt.internal.pages.watchlist.WatchlistResult`", False),
         ("`django_trakt.pages.watchlist.WatchlistResult`", False),
+        ("import django_trakt.internal", False),
         ("`django_trakt.watchlists.WatchlistResult`", True),
         ('include("django_trakt.headless_urls")', False),
         ('include("django_trakt.device.headless_urls")', True),
         ("`django_trakt.tokens.refresh_token(token, force=False)`", True),
         ("`django_trakt.E006`", True),
         ("`django_trakt.client.TraktClient.for_user`", True),
-        ("`django_trakt.core.clock`", False),
+        ("`django_trakt.internal.core.clock`", False),
     ],
 )
 def test_the_rule_tells_public_from_internal(text, public):

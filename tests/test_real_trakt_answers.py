@@ -20,12 +20,12 @@ from django.template import Context, Template, TemplateSyntaxError
 
 from django_trakt import signals
 from django_trakt.exceptions import TraktRateLimited
-from django_trakt.links.client import TraktClient
-from django_trakt.links.refresh import Outcome, refresh_token, refresh_with_retries
+from django_trakt.internal.links.client import TraktClient
+from django_trakt.internal.links.refresh import Outcome, refresh_token, refresh_with_retries
+from django_trakt.internal.pages import images
+from django_trakt.internal.pages.watchlist import get_watchlist
+from django_trakt.internal.pages.watchlist_items import WatchlistError
 from django_trakt.models import TraktToken
-from django_trakt.pages import images
-from django_trakt.pages.watchlist import get_watchlist
-from django_trakt.pages.watchlist_items import WatchlistError
 from django_trakt.testing.images import avatar_png, poster_png
 from tests.test_device import JSON, PENDING, POLL, START, moving_clock, start_linking, token_polls
 

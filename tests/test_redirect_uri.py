@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.test import modify_settings, override_settings
 from django.urls import reverse
 
-from django_trakt.links.redirect_uri import trakt_callback_url
+from django_trakt.internal.links.redirect_uri import trakt_callback_url
 
 pytestmark = pytest.mark.django_db  # allauth's login view reads the sites table
 

@@ -20,8 +20,8 @@ from django_trakt.exceptions import (
     TraktRefreshFailed,
     TraktSiteMisconfigured,
 )
-from django_trakt.links.client import TraktClient
-from django_trakt.links.refresh import Outcome, refresh_token, refresh_with_retries
+from django_trakt.internal.links.client import TraktClient
+from django_trakt.internal.links.refresh import Outcome, refresh_token, refresh_with_retries
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db
@@ -237,7 +237,7 @@ def test_command_needs_reauth_is_reported_and_exits_zero(trakt, linked, inject):
 
 @pytest.mark.parametrize("inject", TRANSIENT.values(), ids=TRANSIENT.keys())
 def test_command_transient_failure_exits_nonzero_and_keeps_token(trakt, linked, inject, monkeypatch):
-    monkeypatch.setattr("django_trakt.core.clock.sleep", lambda seconds: None)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", lambda seconds: None)
     _user, token = linked(expires_in=EXPIRED)
     before = snapshot(token)
     inject(trakt)
@@ -250,7 +250,7 @@ def test_command_transient_failure_exits_nonzero_and_keeps_token(trakt, linked, 
 
 def test_command_retries_5xx_with_backoff_then_succeeds(trakt, linked, monkeypatch):
     waits = []
-    monkeypatch.setattr("django_trakt.core.clock.sleep", waits.append)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", waits.append)
     linked(expires_in=EXPIRED)
     trakt.fail_next("/oauth/token", status=502, times=2)
     assert "1 refreshed" in run()
@@ -259,7 +259,7 @@ def test_command_retries_5xx_with_backoff_then_succeeds(trakt, linked, monkeypat
 
 def test_command_honours_short_retry_after_and_leaves_long_one(trakt, linked, monkeypatch):
     waits = []
-    monkeypatch.setattr("django_trakt.core.clock.sleep", waits.append)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", waits.append)
     linked(expires_in=EXPIRED)
     trakt.rate_limit_next("/oauth/token", retry_after=3)
     assert "1 refreshed" in run()
@@ -355,7 +355,7 @@ def test_client_transient_refresh_failure_raises_and_keeps_token(trakt, linked, 
 
 
 def test_client_on_demand_refresh_gets_the_full_timeout_not_the_clients(trakt, linked, monkeypatch):
-    from django_trakt.api import http
+    from django_trakt.internal.api import http
 
     timeouts = []
     real_send = http.send
@@ -364,8 +364,8 @@ def test_client_on_demand_refresh_gets_the_full_timeout_not_the_clients(trakt, l
         timeouts.append((url.rsplit("/", 2)[-2:], kwargs.get("timeout")))
         return real_send(method, url, **kwargs)
 
-    monkeypatch.setattr("django_trakt.api.oauth.send", recording_send)
-    monkeypatch.setattr("django_trakt.links.client.send", recording_send)
+    monkeypatch.setattr("django_trakt.internal.api.oauth.send", recording_send)
+    monkeypatch.setattr("django_trakt.internal.links.client.send", recording_send)
     user, _token = linked(expires_in=EXPIRED)
     TraktClient.for_user(user, timeout=1.5).get("/users/settings")
     # A refresh cut short may have rotated the token at Trakt already: it always gets the
@@ -534,7 +534,7 @@ def _statements(run):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from django_trakt.links.redirect_uri import refresh_redirect_uri
+    from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
 
     refresh_redirect_uri()  # the current Site, read once per process (Django caches it)
     with CaptureQueriesContext(connection) as captured:
@@ -547,7 +547,7 @@ def _statements(run):
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_refresh_is_three_statements_lock_claim_and_compare_and_set(trakt, linked):
     from django_trakt.conf import get_trakt_app
-    from django_trakt.links.locks import has_row_locks
+    from django_trakt.internal.links.locks import has_row_locks
 
     _user, token = linked(expires_in=EXPIRED)
     spent = token.refresh_token
@@ -569,7 +569,7 @@ def test_a_batch_refresh_is_three_statements_lock_claim_and_compare_and_set(trak
 @pytest.mark.django_db(transaction=True)
 def test_an_on_demand_refresh_that_may_wait_for_the_lock_bounds_the_wait_in_one_more_statement(trakt, linked):
     from django_trakt.conf import get_trakt_app
-    from django_trakt.links.locks import has_row_locks
+    from django_trakt.internal.links.locks import has_row_locks
 
     _user, token = linked(expires_in=EXPIRED)
     app = get_trakt_app()
@@ -582,8 +582,8 @@ def test_an_on_demand_refresh_that_may_wait_for_the_lock_bounds_the_wait_in_one_
 
 @pytest.mark.django_db(transaction=True)
 def test_the_command_costs_three_statements_per_due_link(trakt, linked):
-    from django_trakt.links.batch import refresh_due_tokens
-    from django_trakt.links.locks import has_row_locks
+    from django_trakt.internal.links.batch import refresh_due_tokens
+    from django_trakt.internal.links.locks import has_row_locks
 
     def batch_of(links: int) -> int:
         for _ in range(links):

@@ -13,8 +13,8 @@ from django.test import override_settings
 from django.urls import reverse
 
 from django_trakt import __version__, checks, signals
-from django_trakt.api.tokens import grant_from_response
-from django_trakt.links.revocation import revoke_at_trakt, unlink
+from django_trakt.internal.api.tokens import grant_from_response
+from django_trakt.internal.links.revocation import revoke_at_trakt, unlink
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db
@@ -293,7 +293,7 @@ def test_unexpected_crash_while_revoking_still_unlinks_and_announces(
         raise RuntimeError("a bug while revoking")
 
     seen = []
-    monkeypatch.setattr("django_trakt.links.revocation.oauth.revoke_token", crash)
+    monkeypatch.setattr("django_trakt.internal.links.revocation.oauth.revoke_token", crash)
     signals.link_revoked.connect(
         lambda sender, account, revoked_at_trakt, **kw: seen.append((account.uid, revoked_at_trakt)),
         dispatch_uid="test_revocation_crash",

@@ -14,8 +14,8 @@ from django.db import connection
 from django.test import override_settings
 
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError
-from django_trakt.links import crypto
-from django_trakt.links.rotation import RotationReport, rotate_keys
+from django_trakt.internal.links import crypto
+from django_trakt.internal.links.rotation import RotationReport, rotate_keys
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db

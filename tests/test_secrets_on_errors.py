@@ -89,7 +89,7 @@ def test_an_error_report_of_a_failure_holding_plain_tokens_hides_them(trakt, set
     from django.core.signals import got_request_exception
     from django.views.debug import ExceptionReporter
 
-    from django_trakt.links import crypto
+    from django_trakt.internal.links import crypto
 
     client = Client(raise_request_exception=False)
     real_encrypt = crypto.encrypt

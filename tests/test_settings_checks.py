@@ -15,8 +15,8 @@ from django_trakt import checks
 from django_trakt.checks.settings import REMOVED
 from django_trakt.conf import LIBRARY_USER_AGENT, SETTINGS, trakt_settings
 from django_trakt.exceptions import TraktConfigurationError
-from django_trakt.links import crypto
-from django_trakt.pages import watchlist
+from django_trakt.internal.links import crypto
+from django_trakt.internal.pages import watchlist
 
 GOOD_KEY = "SmUfeQ2TCpyiwLIkUdEVdg0mC_L5KrdCR_kg3ipfm2E="
 PROVIDER = 'SOCIALACCOUNT_PROVIDERS["trakt"]'
@@ -321,7 +321,7 @@ def test_removed_setting_still_set_warns_with_its_fixed_value_and_why(settings, 
 def test_removed_setting_names_the_value_in_force(settings, monkeypatch):
     settings.TRAKT_FAILURE_BACKOFF = 5
     (warning,) = checks.check_removed_settings()
-    assert "fixed at 60 seconds (django_trakt.pages.watchlist.FAILURE_BACKOFF)" in warning.msg
+    assert "fixed at 60 seconds (django_trakt.internal.pages.watchlist.FAILURE_BACKOFF)" in warning.msg
     monkeypatch.setattr(watchlist, "FAILURE_BACKOFF", 30.0)
     assert "fixed at 30 seconds" in checks.check_removed_settings()[0].msg
 

@@ -21,10 +21,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_trakt import checks, signals, tasks
-from django_trakt.core import dispatch
-from django_trakt.links import shared_rate
+from django_trakt.internal.core import dispatch
+from django_trakt.internal.links import shared_rate
+from django_trakt.internal.pages import images
 from django_trakt.models import PendingGrant, TraktToken
-from django_trakt.pages import images
 from django_trakt.testing.images import avatar_png
 
 pytestmark = pytest.mark.django_db

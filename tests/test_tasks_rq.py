@@ -28,8 +28,8 @@ from django.template import Context, Template
 from django.urls import reverse
 
 from django_trakt.conf import LIBRARY_USER_AGENT
+from django_trakt.internal.pages import images
 from django_trakt.models import PendingGrant, TraktToken
-from django_trakt.pages import images
 from tests import rq_image_host
 from tests.conftest import link_user, make_emulator
 
@@ -301,7 +301,7 @@ WATCHLIST = Template("{% load trakt %}{% trakt_watchlist user type='movies' %}")
 def test_stale_watchlist_renders_without_trakt_and_a_worker_revalidates_it(served):
     from django.core.cache import cache
 
-    from django_trakt.pages.watchlist import _activities_key, cache_key
+    from django_trakt.internal.pages.watchlist import _activities_key, cache_key
 
     trakt = served.trakt
     user, token = link_user(trakt)

@@ -10,7 +10,7 @@ from django.template import Context, Template, TemplateSyntaxError
 from django.test import SimpleTestCase
 from django.test.utils import CaptureQueriesContext
 
-from django_trakt.pages import images
+from django_trakt.internal.pages import images
 from django_trakt.templatetags import trakt as trakt_tags
 
 pytestmark = pytest.mark.django_db

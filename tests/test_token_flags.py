@@ -20,10 +20,10 @@ from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 
-from django_trakt.api.tokens import TokenGrant
 from django_trakt.exceptions import TokenDecryptionError
-from django_trakt.links import crypto
-from django_trakt.links.rotation import RotationReport, rotate_keys
+from django_trakt.internal.api.tokens import TokenGrant
+from django_trakt.internal.links import crypto
+from django_trakt.internal.links.rotation import RotationReport, rotate_keys
 from django_trakt.models import TraktToken
 from tests.envelopes import digest, envelope, opened
 

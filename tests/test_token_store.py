@@ -15,9 +15,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
 
-from django_trakt.api.tokens import TokenGrant, grant_from_response
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktMalformedResponse
-from django_trakt.links import crypto
+from django_trakt.internal.api.tokens import TokenGrant, grant_from_response
+from django_trakt.internal.links import crypto
 from django_trakt.models import PendingGrant, TraktToken
 from tests.envelopes import envelope, opened
 

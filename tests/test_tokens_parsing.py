@@ -19,10 +19,10 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.utils import timezone
 
-from django_trakt.api.tokens import grant_from_response
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktMalformedResponse
-from django_trakt.links import crypto
-from django_trakt.links.receivers import store_token_for_login
+from django_trakt.internal.api.tokens import grant_from_response
+from django_trakt.internal.links import crypto
+from django_trakt.internal.links.receivers import store_token_for_login
 from django_trakt.models import TraktToken
 
 DAY = 86400
@@ -225,7 +225,7 @@ def test_derived_key_from_bytes_secret_matches_str_secret():
 
 
 def test_the_adapter_reads_trakts_answer_as_a_dict_and_seals_what_allauth_keeps(rf):
-    from django_trakt.api.tokens import TokenAnswer
+    from django_trakt.internal.api.tokens import TokenAnswer
     from django_trakt.views import TraktOAuth2Adapter
 
     answer = TokenAnswer(

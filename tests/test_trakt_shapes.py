@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from django_trakt.api.tokens import grant_from_response
-from django_trakt.pages.watchlist_items import item_from_document
+from django_trakt.internal.api.tokens import grant_from_response
+from django_trakt.internal.pages.watchlist_items import item_from_document
 from django_trakt.provider import trim_extra_data
 from tests import trakt_shapes
 from tests.trakt_shapes import (

@@ -10,7 +10,6 @@ from django.core.cache import cache
 from django.template import Context, Template
 from django.test import override_settings
 
-from django_trakt.core import clock as app_clock
 from django_trakt.exceptions import (
     TraktAccountLimit,
     TraktAccountLocked,
@@ -22,12 +21,13 @@ from django_trakt.exceptions import (
     TraktUnauthorized,
     TraktVIPOnly,
 )
-from django_trakt.links import client as client_module
-from django_trakt.links.client import TraktClient
+from django_trakt.internal.core import clock as app_clock
+from django_trakt.internal.links import client as client_module
+from django_trakt.internal.links.client import TraktClient
+from django_trakt.internal.pages import watchlist, watchlist_items
+from django_trakt.internal.pages.watchlist import get_watchlist
+from django_trakt.internal.pages.watchlist_items import WatchlistError, WatchlistItem
 from django_trakt.models import TraktToken
-from django_trakt.pages import watchlist, watchlist_items
-from django_trakt.pages.watchlist import get_watchlist
-from django_trakt.pages.watchlist_items import WatchlistError, WatchlistItem
 
 pytestmark = pytest.mark.django_db
 
@@ -248,7 +248,7 @@ def test_trakt_failing_without_copy_gives_empty_state(trakt, viewer, inject):
 def test_429_is_not_waited_out_during_a_render_and_backs_off(trakt, viewer, monkeypatch, clock):
     user, _token = viewer
     sleeps = []
-    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", sleeps.append)
     trakt.rate_limit_next(r"/sync/", retry_after=1)
     assert get_watchlist(user, type="movies").error == WatchlistError.RATE_LIMITED
     assert sleeps == [] and len(trakt.requests) == 1
@@ -274,7 +274,7 @@ def test_tiny_retry_after_is_waited_out_when_allowed(trakt, viewer, monkeypatch)
     monkeypatch.setattr(watchlist, "PAGE_RETRY_WAIT", 1)
     user, _token = viewer
     sleeps = []
-    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", sleeps.append)
     trakt.rate_limit_next(OWN_LIST, retry_after=1)
     assert titles(get_watchlist(user, type="movies")) == ["Heat", "Alien"]
     assert sleeps == [1.0]
@@ -394,7 +394,7 @@ def test_client_maps_trakt_status_codes_to_typed_errors(trakt, status, error):
 
 def test_client_429_carries_retry_after_and_long_wait_is_not_slept(trakt, monkeypatch):
     sleeps = []
-    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", sleeps.append)
     trakt.rate_limit_next("/users/x", retry_after=120)
     with pytest.raises(TraktRateLimited) as excinfo:
         TraktClient().get("users/x/watchlist")
@@ -403,7 +403,7 @@ def test_client_429_carries_retry_after_and_long_wait_is_not_slept(trakt, monkey
 
 def test_client_short_retry_after_is_waited_once(trakt, monkeypatch):
     sleeps = []
-    monkeypatch.setattr("django_trakt.core.clock.sleep", sleeps.append)
+    monkeypatch.setattr("django_trakt.internal.core.clock.sleep", sleeps.append)
     trakt.add_user("x")
     trakt.rate_limit_next("/users/x", retry_after=1)
     assert TraktClient().get("users/x/watchlist") == []

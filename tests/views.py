@@ -2,8 +2,8 @@
 
 from django.http import HttpResponse
 
-from django_trakt.links import durability
-from django_trakt.links.client import TraktClient
+from django_trakt.internal.links import durability
+from django_trakt.internal.links.client import TraktClient
 
 #: Whether each run of ``settings_then_fail`` found itself inside a transaction of the caller's.
 SEEN: list[bool] = []

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from django_trakt.links.profile import TraktProfile
+from django_trakt.internal.links.profile import TraktProfile
 from django_trakt.models import TraktToken
 
 #: A token expiring within this is shown as "expiring soon".

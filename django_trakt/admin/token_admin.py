@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_trakt.admin.actions import refresh_now, revoke_and_unlink
 from django_trakt.admin.display import TokenColumns, trakt_username
-from django_trakt.links.profile import USERNAME_LOOKUP
+from django_trakt.internal.links.profile import USERNAME_LOOKUP
 from django_trakt.models import TraktToken
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.core import checks
 
 from django_trakt.conf import trakt_settings
-from django_trakt.links import crypto
+from django_trakt.internal.links import crypto
 
 KEY_HINT = (
     'Generate one with: python -c "from cryptography.fernet import Fernet; '

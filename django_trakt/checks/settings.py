@@ -27,8 +27,8 @@ from django_trakt import tasks
 from django_trakt.conf import PROVIDER, PROVIDER_ID, SETTING_PREFIX, SETTINGS, Setting, trakt_settings
 from django_trakt.conf.values import Number
 from django_trakt.device import flow
-from django_trakt.links import pending
-from django_trakt.pages import image_fetch, image_views, images, page_budget, watchlist, watchlist_items
+from django_trakt.internal.links import pending
+from django_trakt.internal.pages import image_fetch, image_views, images, page_budget, watchlist, watchlist_items
 
 WRONG = "django_trakt.E101"
 MISSING = "django_trakt.E102"

@@ -68,7 +68,7 @@ def check_callback_https(app_configs: Any = None, **kwargs: Any) -> list[checks.
     from django.core.exceptions import ImproperlyConfigured
     from django.urls import NoReverseMatch
 
-    from django_trakt.links.redirect_uri import trakt_callback_url_for_host
+    from django_trakt.internal.links.redirect_uri import trakt_callback_url_for_host
 
     if settings.DEBUG:
         return []
@@ -251,7 +251,7 @@ def check_refresh_site_domain(
         return []  # W006 (and get_current_site then goes by the request's host)
     from django.contrib.sites.models import Site
 
-    from django_trakt.links.redirect_uri import PLACEHOLDER_DOMAIN
+    from django_trakt.internal.links.redirect_uri import PLACEHOLDER_DOMAIN
 
     alias = router.db_for_read(Site)
     if not databases or alias not in databases:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from django_trakt.core.numbers import finite_number
+from django_trakt.internal.core.numbers import finite_number
 
 PROVIDER_ID = "trakt"
 PROVIDER = f'SOCIALACCOUNT_PROVIDERS["{PROVIDER_ID}"]'

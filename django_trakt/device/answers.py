@@ -10,7 +10,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_trakt.api.device import DeviceStatus
+from django_trakt.internal.api.device import DeviceStatus
 
 WAITING = _("Waiting for you to approve on Trakt…")
 SLOW_DOWN = _("Trakt asked us to slow down; checking less often.")

@@ -12,10 +12,10 @@ from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import sign_in_budgets
-from django_trakt.api import http, oauth
-from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
 from django_trakt.exceptions import TraktError, TraktForbidden
+from django_trakt.internal.api import http, oauth
+from django_trakt.internal.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.views import TraktOAuth2Adapter
 
 logger = logging.getLogger(__name__)

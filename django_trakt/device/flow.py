@@ -37,13 +37,7 @@ from django.http import HttpRequest
 from django.utils.functional import Promise
 
 from django_trakt import sign_in_budgets
-from django_trakt.api import device
-from django_trakt.api.device import DeviceStatus
-from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import get_trakt_app, trakt_settings
-from django_trakt.core import clock
-from django_trakt.core.cache import cache_call, release_lock, take_lock
-from django_trakt.core.numbers import finite_number
 from django_trakt.device.answers import (
     APP_REFUSED,
     FINAL_MESSAGES,
@@ -70,6 +64,12 @@ from django_trakt.exceptions import (
     TraktServerError,
     TraktTransportError,
 )
+from django_trakt.internal.api import device
+from django_trakt.internal.api.device import DeviceStatus
+from django_trakt.internal.api.tokens import TokenAnswer, TokenGrant
+from django_trakt.internal.core import clock
+from django_trakt.internal.core.cache import cache_call, release_lock, take_lock
+from django_trakt.internal.core.numbers import finite_number
 
 logger = logging.getLogger(__name__)
 

@@ -39,16 +39,16 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import sign_in_budgets
-from django_trakt.api import device
-from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.core import clock
 from django_trakt.device import flow as device_flow
 from django_trakt.device.answers import FINAL_MESSAGES, LINK_FAILED, PollAnswer, PollStatus
 from django_trakt.device.approval import approved_login, revoke_unkept
 from django_trakt.device.flow import CodeFlow, StartError
 from django_trakt.device.pending import PendingCode
-from django_trakt.links import pending as pending_grants
+from django_trakt.internal.api import device
+from django_trakt.internal.api.tokens import TokenAnswer, TokenGrant
+from django_trakt.internal.core import clock
+from django_trakt.internal.links import pending as pending_grants
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)

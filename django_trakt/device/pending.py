@@ -22,9 +22,9 @@ from typing import Any
 
 from django.utils.functional import Promise
 
-from django_trakt.core.cache import cache_call
-from django_trakt.core.numbers import finite_number
 from django_trakt.device.answers import LINK_FAILED, WAITING, PollAnswer, PollStatus, poll_status
+from django_trakt.internal.core.cache import cache_call
+from django_trakt.internal.core.numbers import finite_number
 
 #: Prefix of the cache keys: per budget (user or address) for starts, per code (a digest, never
 #: the code) for polls.

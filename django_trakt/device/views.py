@@ -47,10 +47,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from django_trakt.api import device
-from django_trakt.api.tokens import TokenAnswer, TokenGrant
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.core import clock
 from django_trakt.device import flow as device_flow
 from django_trakt.device.answers import (
     LINK_FAILED,
@@ -64,7 +61,10 @@ from django_trakt.device.answers import (
 from django_trakt.device.approval import approved_login, revoke_unkept
 from django_trakt.device.flow import CodeFlow, StartError
 from django_trakt.device.pending import PendingCode
-from django_trakt.links import pending as pending_grants
+from django_trakt.internal.api import device
+from django_trakt.internal.api.tokens import TokenAnswer, TokenGrant
+from django_trakt.internal.core import clock
+from django_trakt.internal.links import pending as pending_grants
 from django_trakt.models import TraktToken
 from django_trakt.views import account_of_another_user
 

@@ -1,6 +1,6 @@
 """``{% load trakt %}``: the signed-in user's Trakt avatar and watchlists on a page.
 
-Thin tags over :mod:`django_trakt.pages.watchlist` and :mod:`django_trakt.pages.images`. Nothing
+Thin tags over :mod:`django_trakt.internal.pages.watchlist` and :mod:`django_trakt.internal.pages.images`. Nothing
 here raises while rendering: any failure becomes the empty state or the default image,
 and is logged. The one exception is a template author's mistake: an unknown watchlist
 ``sort`` is a ``TemplateSyntaxError`` at render time with ``DEBUG`` on (naming the sorts
@@ -8,7 +8,7 @@ Trakt accepts), and with ``DEBUG`` off falls back to ``rank`` with a logged warn
 
 ``{% trakt_watchlist user_or_username type="all" sort="rank" limit=10 posters=False template=... %}``
     Renders ``django_trakt/watchlist.html``; ``... as items`` stores the
-    :class:`~django_trakt.pages.watchlist.WatchlistResult` in ``items`` instead.
+    :class:`~django_trakt.internal.pages.watchlist.WatchlistResult` in ``items`` instead.
 ``{% trakt_avatar user size=64 css_class="" %}``
     Renders ``django_trakt/avatar.html``: an ``<img>`` served by this site.
 ``{% trakt_avatar_url user %}``
@@ -28,10 +28,10 @@ from django.conf import settings
 from django.template import Engine, TemplateSyntaxError
 from django.template.context import Context
 
-from django_trakt.links.profile import TraktProfile, trakt_account_of
-from django_trakt.pages import images
-from django_trakt.pages.watchlist import get_watchlist
-from django_trakt.pages.watchlist_items import WatchlistError, WatchlistResult, is_valid_sort, sort_error
+from django_trakt.internal.links.profile import TraktProfile, trakt_account_of
+from django_trakt.internal.pages import images
+from django_trakt.internal.pages.watchlist import get_watchlist
+from django_trakt.internal.pages.watchlist_items import WatchlistError, WatchlistResult, is_valid_sort, sort_error
 
 logger = logging.getLogger(__name__)
 register = template.Library()

@@ -1,4 +1,4 @@
-"""Trakt's device flow ("link with a code") on ``AUTH_URL``, like :mod:`django_trakt.api.oauth`.
+"""Trakt's device flow ("link with a code") on ``AUTH_URL``, like :mod:`django_trakt.internal.api.oauth`.
 
 1. :func:`request_device_code` asks Trakt for a ``device_code`` (ours, secret-ish: it
    is what we poll with) and a short ``user_code`` the person enters at
@@ -22,11 +22,11 @@ from urllib.parse import quote
 
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api.http import decode_json, error_for_response, send
-from django_trakt.api.tokens import TokenAnswer, TokenGrant, grant_from_response
 from django_trakt.conf import trakt_settings
-from django_trakt.core.numbers import finite_number
 from django_trakt.exceptions import TraktMalformedResponse, TraktRateLimited
+from django_trakt.internal.api.http import decode_json, error_for_response, send
+from django_trakt.internal.api.tokens import TokenAnswer, TokenGrant, grant_from_response
+from django_trakt.internal.core.numbers import finite_number
 
 #: What Trakt documents when a device code answer leaves them out.
 DEFAULT_EXPIRES_IN = 600
@@ -87,7 +87,7 @@ class DevicePoll:
     ``answer`` is the approval as Trakt sent it, for allauth's ``parse_token`` (the device
     link completes through allauth like a redirect connect); ``grant`` is what it means.
     ``retry_after`` is Trakt's ``Retry-After`` on a 429, when it sent one.
-    (:class:`~django_trakt.api.tokens.TokenGrant` and :class:`~django_trakt.api.tokens.TokenAnswer`
+    (:class:`~django_trakt.internal.api.tokens.TokenGrant` and :class:`~django_trakt.internal.api.tokens.TokenAnswer`
     hide their tokens in ``repr``.)
     """
 

@@ -24,7 +24,6 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from django_trakt.conf import trakt_settings
-from django_trakt.core.numbers import finite_number
 from django_trakt.exceptions import (
     TraktAccountLimit,
     TraktAccountLocked,
@@ -39,6 +38,7 @@ from django_trakt.exceptions import (
     TraktUnauthorized,
     TraktVIPOnly,
 )
+from django_trakt.internal.core.numbers import finite_number
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api.http import decode_json, error_document, error_for_response, send
-from django_trakt.api.tokens import TokenAnswer, TokenGrant, grant_from_response
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktAPIError, TraktError, TraktInvalidGrant, TraktSiteMisconfigured
+from django_trakt.internal.api.http import decode_json, error_document, error_for_response, send
+from django_trakt.internal.api.tokens import TokenAnswer, TokenGrant, grant_from_response
 
 #: OAuth errors that describe the site's request or credentials, never the user's token.
 _SITE_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_request"})

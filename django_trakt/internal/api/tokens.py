@@ -16,8 +16,8 @@ from typing import Any
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.core.numbers import finite_number
 from django_trakt.exceptions import TraktMalformedResponse
+from django_trakt.internal.core.numbers import finite_number
 
 
 @dataclass(frozen=True, repr=False)

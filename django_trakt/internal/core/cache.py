@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 
-from django_trakt.core import clock
+from django_trakt.internal.core import clock
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A task queue (Celery beat, RQ, Huey...) can call :func:`refresh_due_tokens` dire
 Rows are streamed (primary keys only), so memory stays flat however many links a site
 has; at most ``2 * concurrency`` are in flight at once. Several copies may run at the
 same time on several machines: each token is refreshed under its row lock, and a row
-another copy is refreshing is passed over (see :mod:`django_trakt.links.refresh`).
+another copy is refreshing is passed over (see :mod:`django_trakt.internal.links.refresh`).
 
 Two cases run one link at a time, in the calling thread, whatever ``concurrency`` says
 (:attr:`BatchReport.sequential_reason` tells which):
@@ -43,13 +43,13 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from django_trakt.conf import get_trakt_app
-from django_trakt.core import clock
 from django_trakt.exceptions import TraktSiteMisconfigured
-from django_trakt.links import durability, pending
-from django_trakt.links.locks import database_alias, has_row_locks
-from django_trakt.links.profile import USERNAME_LOOKUP
-from django_trakt.links.redirect_uri import refresh_redirect_uri
-from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_with_retries
+from django_trakt.internal.core import clock
+from django_trakt.internal.links import durability, pending
+from django_trakt.internal.links.locks import database_alias, has_row_locks
+from django_trakt.internal.links.profile import USERNAME_LOOKUP
+from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
+from django_trakt.internal.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_with_retries
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class BatchReport:
     outside_margin: int = 0
     #: Why the links were refreshed one at a time despite ``concurrency`` ("" if they were not).
     sequential_reason: str = ""
-    #: Grants of sign-ins left unfinished, revoked at Trakt by this run (django_trakt.links.pending).
+    #: Grants of sign-ins left unfinished, revoked at Trakt by this run (django_trakt.internal.links.pending).
     abandoned_revoked: int = 0
     #: The run was asked to stop (``stop``): links after that were not started.
     stopped: bool = False
@@ -204,7 +204,7 @@ def refresh_due_tokens(
 
     ``on_result`` is called from the calling thread after each link (``None`` as
     result in a dry run). ``retry_options`` go to
-    :func:`~django_trakt.links.refresh.refresh_with_retries`.
+    :func:`~django_trakt.internal.links.refresh.refresh_with_retries`.
 
     ``stop`` (set from a signal handler, e.g. the command's SIGTERM): no refresh starts
     after it is set, and no retry; those in flight finish (each is bounded by ``TIMEOUT``

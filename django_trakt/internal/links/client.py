@@ -24,9 +24,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api.http import decode_json, header, send
 from django_trakt.conf import get_trakt_app, trakt_settings
-from django_trakt.core import clock
 from django_trakt.exceptions import (
     TokenDecryptionError,
     TraktMalformedResponse,
@@ -36,9 +34,11 @@ from django_trakt.exceptions import (
     TraktRefreshFailed,
     TraktUnauthorized,
 )
-from django_trakt.links.locks import database_alias
-from django_trakt.links.profile import trakt_accounts_of
-from django_trakt.links.refresh import (
+from django_trakt.internal.api.http import decode_json, header, send
+from django_trakt.internal.core import clock
+from django_trakt.internal.links.locks import database_alias
+from django_trakt.internal.links.profile import trakt_accounts_of
+from django_trakt.internal.links.refresh import (
     ON_DEMAND_MARGIN,
     Outcome,
     RefreshResult,

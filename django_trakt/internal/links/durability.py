@@ -44,7 +44,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from django_trakt.links.locks import database_alias
+from django_trakt.internal.links.locks import database_alias
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Locking one token row before its refresh token is read: the one place that knows how.
 
 Trakt's refresh tokens are single-use, so whoever is about to spend one must hold the
-row until the new pair is written (see :mod:`django_trakt.links.refresh`).
+row until the new pair is written (see :mod:`django_trakt.internal.links.refresh`).
 
 - Databases with row locks (PostgreSQL, MySQL, Oracle): ``SELECT ... FOR UPDATE``.
 - SQLite has no ``FOR UPDATE`` and one writer for the whole database. A transaction that

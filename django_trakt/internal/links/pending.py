@@ -23,10 +23,10 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api import oauth
 from django_trakt.conf import get_trakt_app
 from django_trakt.exceptions import TraktConfigurationError, TraktError
-from django_trakt.links import crypto
+from django_trakt.internal.api import oauth
+from django_trakt.internal.links import crypto
 from django_trakt.models import PendingGrant
 
 logger = logging.getLogger(__name__)

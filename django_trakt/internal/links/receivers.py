@@ -24,9 +24,9 @@ from allauth.socialaccount.signals import social_account_added, social_account_u
 from django.dispatch import receiver
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.api.tokens import TRAKT_SCOPE, TRAKT_TOKEN_TYPE, TokenGrant
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.links import crypto, pending
+from django_trakt.internal.api.tokens import TRAKT_SCOPE, TRAKT_TOKEN_TYPE, TokenGrant
+from django_trakt.internal.links import crypto, pending
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)
@@ -80,5 +80,5 @@ def _store_on_connect(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> N
 
 @receiver(user_signed_up, dispatch_uid="django_trakt.store_on_signup")
 def _store_on_signup(sender: Any, sociallogin: SocialLogin | None = None, **kwargs: Any) -> None:
-    # Whether the new account trusts this link is django_trakt.links.trust's, on the same signal.
+    # Whether the new account trusts this link is django_trakt.internal.links.trust's, on the same signal.
     store_token_for_login(sociallogin)

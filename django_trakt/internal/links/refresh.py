@@ -1,11 +1,11 @@
 """Refreshing one Trakt token: the function the command, the admin and the client share.
 
 Trakt's refresh tokens are single-use: the first refresh kills the old one. So a
-refresh locks the row (:mod:`django_trakt.links.locks`: ``SELECT ... FOR UPDATE``, or SQLite's
+refresh locks the row (:mod:`django_trakt.internal.links.locks`: ``SELECT ... FOR UPDATE``, or SQLite's
 writer lock) before it reads the refresh token and keeps it until the new pair is
 written, and looks at the row again once it has the lock: another process may have
 refreshed it meanwhile, in which case there is nothing left to do. Once Trakt has
-answered, :mod:`django_trakt.links.durability` makes sure nothing the caller does (a rollback
+answered, :mod:`django_trakt.internal.links.durability` makes sure nothing the caller does (a rollback
 of its transaction, a failed commit) can lose the new pair.
 
 Outcomes are distinct: refreshed, not due, needs re-authorization (Trakt rejected
@@ -33,10 +33,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import signals
-from django_trakt.api import http, oauth
-from django_trakt.api.tokens import TokenGrant
 from django_trakt.conf import get_trakt_app, trakt_settings
-from django_trakt.core import clock
 from django_trakt.exceptions import (
     TokenDecryptionError,
     TraktError,
@@ -50,9 +47,12 @@ from django_trakt.exceptions import (
     TraktTransportError,
     TraktUnauthorized,
 )
-from django_trakt.links import durability
-from django_trakt.links.locks import database_alias, has_row_locks, lock_token, skips_locked_rows
-from django_trakt.links.redirect_uri import refresh_redirect_uri
+from django_trakt.internal.api import http, oauth
+from django_trakt.internal.api.tokens import TokenGrant
+from django_trakt.internal.core import clock
+from django_trakt.internal.links import durability
+from django_trakt.internal.links.locks import database_alias, has_row_locks, lock_token, skips_locked_rows
+from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)

@@ -39,12 +39,12 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
-from django_trakt.api import oauth
 from django_trakt.conf import PROVIDER_ID, get_trakt_app
-from django_trakt.core import dispatch
 from django_trakt.exceptions import TokenDecryptionError, TraktConfigurationError, TraktError
-from django_trakt.links import crypto, pending
-from django_trakt.links.locks import lock_token
+from django_trakt.internal.api import oauth
+from django_trakt.internal.core import dispatch
+from django_trakt.internal.links import crypto, pending
+from django_trakt.internal.links.locks import lock_token
 from django_trakt.models import TraktToken
 from django_trakt.signals import link_revoked
 

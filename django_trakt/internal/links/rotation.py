@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from django_trakt.links import crypto
+from django_trakt.internal.links import crypto
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)

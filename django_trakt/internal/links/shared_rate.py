@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 
 from django_trakt.conf import trakt_settings
-from django_trakt.core import clock
-from django_trakt.core.cache import cache_call
+from django_trakt.internal.core import clock
+from django_trakt.internal.core.cache import cache_call
 
 _PAUSE_KEY = "django_trakt:refresh_pause:v1"
 

@@ -30,7 +30,7 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.links import crypto
+from django_trakt.internal.links import crypto
 
 #: The token fields allauth documents: ``token`` the access token, ``token_secret`` the refresh token.
 TOKEN_FIELDS = ("token", "token_secret")

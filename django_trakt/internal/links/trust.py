@@ -120,7 +120,7 @@ def _prove(record: UnprovenAccount, why: str) -> None:
 
 
 def _remove_links(user: Any) -> int:
-    from django_trakt.links.revocation import unlink
+    from django_trakt.internal.links.revocation import unlink
 
     removed = 0
     for account in SocialAccount.objects.filter(user_id=user.pk):

@@ -22,9 +22,9 @@ from django.db.models.signals import post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.links.profile import AVATAR_LOOKUP, TraktProfile
-from django_trakt.pages import images
-from django_trakt.pages.image_sources import normalize_source
+from django_trakt.internal.links.profile import AVATAR_LOOKUP, TraktProfile
+from django_trakt.internal.pages import images
+from django_trakt.internal.pages.image_sources import normalize_source
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The guarded download of a third party's image: pinned to a checked address, within one deadline.
 
-Each hop resolves its host once, checks every address (:mod:`django_trakt.pages.image_sources`)
+Each hop resolves its host once, checks every address (:mod:`django_trakt.internal.pages.image_sources`)
 and connects to the very address that was checked (:class:`PinnedAdapter`), so a DNS answer
 that changes after the check (DNS rebinding) cannot move it. Every redirect is checked and
 pinned again; a size cap, and the bytes must be a PNG, JPEG, GIF or WebP (by their magic
@@ -31,7 +31,7 @@ from urllib3.exceptions import LocationValueError
 
 from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import ImageRefused
-from django_trakt.pages.image_sources import check_addresses, check_url, normalize_source
+from django_trakt.internal.pages.image_sources import check_addresses, check_url, normalize_source
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024

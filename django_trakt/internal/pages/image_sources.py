@@ -7,7 +7,7 @@ cloud's metadata service or a loopback port. One exception, for development only
 ``DEBUG`` on, the origins named in ``TRAKT_DEVELOPMENT_IMAGE_ORIGINS`` (the local Trakt) may
 be plain http on loopback (:func:`development_origin`); check E005 refuses that setting under
 ``check --deploy``. The fetch itself, which connects to the very address checked here, is
-:mod:`django_trakt.pages.image_fetch`.
+:mod:`django_trakt.internal.pages.image_fetch`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import condition, require_safe
 
 from django_trakt.conf import PROVIDER_ID
-from django_trakt.pages import images
+from django_trakt.internal.pages import images
 
 logger = logging.getLogger(__name__)
 

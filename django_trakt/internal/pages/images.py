@@ -2,7 +2,7 @@
 
 Trakt forbids hotlinking its images, avatars included, so no Trakt (or Gravatar) image
 URL ever reaches a browser. Pages link to this app's views instead
-(:mod:`django_trakt.pages.image_views`: avatars by account and a keyed digest, posters by a
+(:mod:`django_trakt.internal.pages.image_views`: avatars by account and a keyed digest, posters by a
 signed token); on its first request a view fetches the image (:func:`.image_fetch.fetch_image`,
 the guarded download), keeps it in Django's storage (any backend: the ``TRAKT_IMAGE_STORAGE``
 alias of ``STORAGES``) and serves it from there. A refused fetch means the default image.
@@ -37,13 +37,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from django_trakt.conf import trakt_settings
-from django_trakt.core import dispatch
-from django_trakt.core.cache import cache_call, release_lock, take_lock
 from django_trakt.exceptions import ImageRefused
-from django_trakt.links.profile import TraktProfile
-from django_trakt.pages import image_fetch
-from django_trakt.pages.image_fetch import fetch_image, sniff_image_type
-from django_trakt.pages.image_sources import is_allowed_source, normalize_source
+from django_trakt.internal.core import dispatch
+from django_trakt.internal.core.cache import cache_call, release_lock, take_lock
+from django_trakt.internal.links.profile import TraktProfile
+from django_trakt.internal.pages import image_fetch
+from django_trakt.internal.pages.image_fetch import fetch_image, sniff_image_type
+from django_trakt.internal.pages.image_sources import is_allowed_source, normalize_source
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def delete_stored(source_url: Any, kind: str) -> bool:
     """Delete the stored copy of ``source_url``; True if there was one. Never raises: a failure is logged.
 
     The name is the source URL's digest, shared by everyone whose image that URL is:
-    the caller decides whether anyone still shows it (see :mod:`django_trakt.links.revocation`).
+    the caller decides whether anyone still shows it (see :mod:`django_trakt.internal.links.revocation`).
     """
     source = normalize_source(source_url)
     if source is None:

@@ -17,13 +17,13 @@ from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
-from django_trakt.core import clock
-from django_trakt.core.cache import count_in_window
 from django_trakt.exceptions import (
     TraktRateLimited,
 )
-from django_trakt.links.client import TraktClient
-from django_trakt.pages.watchlist_items import WatchlistError
+from django_trakt.internal.core import clock
+from django_trakt.internal.core.cache import count_in_window
+from django_trakt.internal.links.client import TraktClient
+from django_trakt.internal.pages.watchlist_items import WatchlistError
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 :func:`get_watchlist` is what ``{% trakt_watchlist %}`` calls; a view or a task can
 call it too (``django_trakt.watchlists`` is its public home). What a list and its items are is
-:mod:`django_trakt.pages.watchlist_items`. It returns a :class:`WatchlistResult` and never raises: when Trakt is
-slow, down or rate-limiting, the result carries the last good copy (``stale``) or no
-items, and ``error`` says why.
+:mod:`django_trakt.internal.pages.watchlist_items`. It returns a :class:`WatchlistResult` and
+never raises: when Trakt is slow, down or rate-limiting, the result carries the last good copy
+(``stale``) or no items, and ``error`` says why.
 
 Caching (Django's cache framework, alias ``TRAKT_CACHE``):
 
@@ -24,7 +24,7 @@ Caching (Django's cache framework, alias ``TRAKT_CACHE``):
   sort, for ``WATCHLIST_NOT_FOUND_TTL`` seconds.
 
 Budgets (the site must never become an amplifier that gets its Trakt app banned,
-:mod:`django_trakt.pages.page_budget`): every request sent to Trakt from here is first
+:mod:`django_trakt.internal.pages.page_budget`): every request sent to Trakt from here is first
 counted, in the cache, against a budget per window of ``PAGE_CALL_PERIOD`` seconds.
 Public lists share one site-wide budget
 (``PAGE_CALL_BUDGET``: Trakt counts those calls against the app's key); a user's
@@ -36,7 +36,7 @@ Calls made here use ``TRAKT_PAGE_TIMEOUT`` and wait out a 429 only if its
 ``Retry-After`` is at most ``PAGE_RETRY_WAIT`` (0: never sleep in a render). No cache key
 or log line contains a token.
 
-With a task backend (``TRAKT_TASK_BACKEND``, :mod:`django_trakt.core.dispatch`) a render
+With a task backend (``TRAKT_TASK_BACKEND``, :mod:`django_trakt.internal.core.dispatch`) a render
 never asks Trakt: a copy past its TTL is shown as it is and one revalidation is enqueued
 per copy (a mark in the cache, however many renders see it); a list never fetched shows
 the empty ``"fetching"`` state and enqueues its first fetch. The task calls
@@ -54,8 +54,6 @@ from itertools import islice
 from typing import Any
 
 from django_trakt.conf import trakt_settings
-from django_trakt.core import clock, dispatch
-from django_trakt.core.cache import cache_call
 from django_trakt.exceptions import (
     TraktError,
     TraktForbidden,
@@ -66,9 +64,11 @@ from django_trakt.exceptions import (
     TraktSiteMisconfigured,
     TraktUnauthorized,
 )
-from django_trakt.links.client import PAGE_SIZE, TraktClient
-from django_trakt.pages.page_budget import PUBLIC_SCOPE, BudgetSpent, PageClient
-from django_trakt.pages.watchlist_items import (
+from django_trakt.internal.core import clock, dispatch
+from django_trakt.internal.core.cache import cache_call
+from django_trakt.internal.links.client import PAGE_SIZE, TraktClient
+from django_trakt.internal.pages.page_budget import PUBLIC_SCOPE, BudgetSpent, PageClient
+from django_trakt.internal.pages.watchlist_items import (
     TYPES,
     WatchlistError,
     WatchlistResult,

@@ -4,7 +4,7 @@
 not understand is skipped, never an error); :class:`WatchlistResult` of :class:`WatchlistItem`
 is what a page gets, with ``error`` a :class:`WatchlistError`. :func:`parse_sort` and
 :func:`parse_limit` read the tag's ``sort`` and ``limit``. Where the lists come from (the
-cache, Trakt, the budget) is :mod:`django_trakt.pages.watchlist`.
+cache, Trakt, the budget) is :mod:`django_trakt.internal.pages.watchlist`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, gettext_lazy
 
 from django_trakt.conf import trakt_settings
-from django_trakt.pages import images
+from django_trakt.internal.pages import images
 
 #: ``type`` values of the tag -> the item kinds they select (Trakt's URL segments).
 TYPES: dict[str, tuple[str, ...]] = {

@@ -23,10 +23,10 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
 from django_trakt.conf import trakt_settings
-from django_trakt.core import clock
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
-from django_trakt.links.batch import Candidate, refresh_due_tokens, sequential_reason
-from django_trakt.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
+from django_trakt.internal.core import clock
+from django_trakt.internal.links.batch import Candidate, refresh_due_tokens, sequential_reason
+from django_trakt.internal.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
 from django_trakt.management.base import TraktCommand, UsageError, one_line
 from django_trakt.management.repeats import FailureKinds, first_of_each_kind
 from django_trakt.models import TraktToken
@@ -158,10 +158,10 @@ def _draining_on_signals(stop: threading.Event, announce: Callable[[int], None])
 
 #: The loggers a refresh run writes a warning to for each link (and each attempt) that fails.
 PER_LINK_LOGGERS = (
-    "django_trakt.api.http",
-    "django_trakt.links.refresh",
-    "django_trakt.links.batch",
-    "django_trakt.links.durability",
+    "django_trakt.internal.api.http",
+    "django_trakt.internal.links.refresh",
+    "django_trakt.internal.links.batch",
+    "django_trakt.internal.links.durability",
 )
 
 

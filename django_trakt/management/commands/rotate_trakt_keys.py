@@ -1,6 +1,6 @@
 """``manage.py rotate_trakt_keys``: re-encrypt stored tokens with the first key.
 
-A thin command over :func:`django_trakt.links.rotation.rotate_keys`. Its exit statuses are
+A thin command over :func:`django_trakt.internal.links.rotation.rotate_keys`. Its exit statuses are
 ``Command.exit_statuses``, listed by ``--help``.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from django_trakt.exceptions import TraktConfigurationError
-from django_trakt.links import crypto
-from django_trakt.links.rotation import DEFAULT_BATCH_SIZE, RotationReport, rotate_keys
+from django_trakt.internal.links import crypto
+from django_trakt.internal.links.rotation import DEFAULT_BATCH_SIZE, RotationReport, rotate_keys
 from django_trakt.management.base import EXIT_USAGE, TraktCommand, UsageError
 
 EXIT_UNREADABLE = 1

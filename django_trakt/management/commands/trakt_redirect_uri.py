@@ -1,7 +1,7 @@
 """``manage.py trakt_redirect_uri``: print the redirect URI to register with Trakt.
 
 The URL is built by allauth exactly as the login builds it (see
-:mod:`django_trakt.links.redirect_uri`). Only the URL goes to stdout, so it can be piped;
+:mod:`django_trakt.internal.links.redirect_uri`). Only the URL goes to stdout, so it can be piped;
 notes go to stderr.
 """
 
@@ -15,7 +15,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 from django.urls import NoReverseMatch
 
-from django_trakt.links.redirect_uri import PLACEHOLDER_DOMAIN, split_host, trakt_callback_url_for_host
+from django_trakt.internal.links.redirect_uri import PLACEHOLDER_DOMAIN, split_host, trakt_callback_url_for_host
 from django_trakt.management.base import TraktCommand, UsageError
 
 LOOPBACK = {"localhost", "127.0.0.1", "[::1]"}
