@@ -8,9 +8,12 @@ process, as before). With a backend:
 - :data:`refresh_link` ``(token_id, within_seconds=None, attempt=0, force=False)`` refreshes one link
   under its row lock, within the budget all workers share
   (:mod:`django_trakt.internal.links.shared_rate`);
-- :data:`enqueue_due_links` ``(within_seconds, force=False)`` enqueues one
-  :data:`refresh_link` per due link (what a scheduler calls; ``refresh_trakt_tokens
-  --enqueue`` does the same and prints the count);
+- :data:`refresh_links` ``(token_ids, within_seconds=None, force=False)`` refreshes each of
+  these links that is due, one after the other (a worker stopping meanwhile enqueues the
+  rest again);
+- :data:`enqueue_due_links` ``(within_seconds, force=False)`` enqueues the due links,
+  :data:`LINKS_PER_TASK` to a :data:`refresh_links` task (what a scheduler calls;
+  ``refresh_trakt_tokens --enqueue`` does the same and prints how many links);
 - :data:`revalidate_watchlist` ``(user_id, username, list_type, sort, limit)`` fetches one
   cached watchlist copy again (a page showed the old one without waiting);
 - :data:`store_image` ``(source_url, kind)`` fetches one image into storage (its view served
@@ -40,12 +43,14 @@ import contextlib
 import datetime as dt
 import importlib
 import logging
-from collections.abc import Callable, Iterable
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.utils import timezone
 
-from django_trakt.conf import PROVIDER_ID, trakt_settings
+from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
 from django_trakt.exceptions import TraktSiteMisconfigured
 from django_trakt.internal.core import clock, dispatch
 from django_trakt.internal.links import pending, revocation, shared_rate
@@ -194,17 +199,22 @@ def refresh_link(token_id: int, within_seconds: float | None = None, attempt: in
     """Refresh link ``token_id`` if it is due (or ``force``); the outcome's name (``refreshed``, ``not_due``...)."""
     if not _wait_for_budget(token_id, within_seconds, attempt, force):
         return "deferred"
+    return _refresh_one(token_id, within_seconds, attempt, force)
+
+
+def _refresh_one(token_id: int, within_seconds: float | None, attempt: int, force: bool, app: Any = None) -> str:
+    """One link, its budget slot taken; a passing failure enqueued again as :data:`refresh_link`."""
     margin = _margin(within_seconds)
     try:
         if supports_defer():
             # Retried by re-enqueueing, so the worker never sleeps on Trakt's behalf.
-            result: RefreshResult = refresh_token(token_id, within=margin, force=force, skip_locked=True)
+            result: RefreshResult = refresh_token(token_id, within=margin, force=force, skip_locked=True, app=app)
         else:
-            result = refresh_with_retries(token_id, within=margin, force=force, skip_locked=True)
+            result = refresh_with_retries(token_id, within=margin, force=force, skip_locked=True, app=app)
     except TraktSiteMisconfigured as err:
         # Every link would fail the same way and none is flagged: the operator must fix it.
         logger.error("Trakt refresh task stopped: %s %s", err, err.NO_LINK_FLAGGED)
-        return "site_misconfigured"
+        return SITE_MISCONFIGURED
     if result.outcome is Outcome.FAILED and result.token is not None:
         if result.retry_after is not None:
             shared_rate.pause(result.retry_after)
@@ -214,14 +224,117 @@ def refresh_link(token_id: int, within_seconds: float | None = None, attempt: in
     return str(result.outcome)
 
 
+SITE_MISCONFIGURED = "site_misconfigured"
+
+#: Due links per :data:`refresh_links` task. A task costs its worker a job's bookkeeping
+#: (dequeue, result, signals: a dozen Redis round trips and milliseconds of CPU, a fork with
+#: RQ's default worker); one task per link made a refresh in a worker cost several times the
+#: CPU of one in the command. 25 links are about a second of work at 50 ms per request: the
+#: last tasks of a run still spread over the workers, and a stopping worker finishes one
+#: refresh, not 25 (the rest are enqueued again).
+LINKS_PER_TASK = 25
+
+
+@_define
+def refresh_links(token_ids: list[int], within_seconds: float | None = None, force: bool = False) -> dict[str, int]:
+    """Refresh each of links ``token_ids`` that is due (or ``force``), one after the other; how
+    many links had each outcome (``refreshed``, ``not_due``...; ``requeued``: enqueued again
+    because the worker was stopping or Trakt asked to wait; ``not_started``: stopping, and the
+    queue refused them: the next run takes them)."""
+    counts: dict[str, int] = {}
+    ids = [int(pk) for pk in token_ids]
+    app = get_trakt_app()  # once per task, not per link
+    with _stopping_on_signals() as stopping:
+        for index, token_id in enumerate(ids):
+            later = _requeue_delay(stopping)
+            if later is not None:
+                rest = ids[index:]
+                when = timezone.now() + dt.timedelta(seconds=later) if later > 0 else None
+                if _enqueue(refresh_links, rest, within_seconds, force, run_after=when):
+                    counts[REQUEUED] = len(rest)
+                    break
+                if stopping.is_set():
+                    # The queue refused: these links are still due, and the next run takes them.
+                    logger.warning("%s Trakt links left for the next run by a stopping worker", len(rest))
+                    counts[NOT_STARTED] = len(rest)
+                    break
+                clock.sleep(later)  # Trakt's pause, waited out here since it cannot be enqueued
+            outcome = _refresh_one(token_id, within_seconds, 0, force, app=app)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if outcome == SITE_MISCONFIGURED:
+                break  # the rest would fail alike; they are still due for the next run
+    return counts
+
+
+REQUEUED = "requeued"
+NOT_STARTED = "not_started"
+
+
+def _requeue_delay(stopping: threading.Event) -> float | None:
+    """None: refresh the next link now (after a short wait for the shared budget, if any);
+    else the seconds after which the rest of the batch should run, enqueued again."""
+    if stopping.is_set():
+        return 0.0
+    waited = 0.0
+    while (wait := shared_rate.take_slot()) > 0:
+        if waited + wait > MAX_BUDGET_WAIT and supports_defer():
+            return wait  # a long pause (a 429): the worker is not held
+        clock.sleep(wait)
+        waited += wait
+        if stopping.is_set():
+            return 0.0
+    return None
+
+
+@contextlib.contextmanager
+def _stopping_on_signals() -> Iterator[threading.Event]:
+    """While a batch runs: an event SIGTERM or SIGINT sets, so no refresh starts after it.
+
+    The handler in place before (a worker's warm shutdown, e.g. RQ's ``request_stop``) is
+    still called, so the worker stops once the task returns. It may install another handler
+    (RQ's: a second signal is a cold shutdown): that one is left in place afterwards. Outside
+    the main thread (a threaded worker) signals cannot be handled, and nothing changes.
+    """
+    stopping = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: Any) -> None:
+        stopping.set()
+        clock.cut_waits_short()
+        before = previous.get(signum)
+        if callable(before):
+            before(signum, frame)
+        elif before == signal.SIG_DFL:
+            # A forking worker's work-horse dies at SIGTERM by default: it stops after this
+            # refresh instead, and the rest of its batch is enqueued again.
+            logger.warning("Stopping after the refresh in flight (signal %s)", signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handle)
+    try:
+        yield stopping
+    finally:
+        for number, before in previous.items():
+            if signal.getsignal(number) is handle:
+                signal.signal(number, before)
+        if stopping.is_set():
+            clock.cut_waits_short(False)
+
+
 def enqueue_due(
     *,
     within: dt.timedelta = DEFAULT_MARGIN,
     force: bool = False,
     user_ids: Iterable[int] | None = None,
     limit: int | None = None,
+    links_per_task: int = LINKS_PER_TASK,
 ) -> int:
-    """Enqueue one :data:`refresh_link` per due link; how many were enqueued.
+    """Enqueue every due link, ``links_per_task`` to a :data:`refresh_links` task; how many
+    links were enqueued.
 
     Raises :class:`~django_trakt.exceptions.TraktConfigurationError` when no usable task
     backend is configured (the command says so), and :class:`QueueUnavailable` at the first
@@ -239,15 +352,24 @@ def enqueue_due(
     if limit is not None:
         links = links[:limit]
     enqueued = 0
+
+    def send(batch: list[int]) -> int:
+        try:
+            return len(batch) if _enqueue(refresh_links, batch, within_seconds, force, strict=True) else 0
+        except QueueUnavailable as err:
+            raise QueueUnavailable(f"{err}; {enqueued} refresh tasks were enqueued before it") from err
+
+    batch: list[int] = []
     # Closed by this code, never by the garbage collector: on PostgreSQL the rows come from
     # a server-side cursor (docs/design.md).
     with contextlib.closing(iter(links.iterator(chunk_size=2000))) as stream:
         for pk in stream:
-            try:
-                queued = _enqueue(refresh_link, pk, within_seconds, 0, force, strict=True)
-            except QueueUnavailable as err:
-                raise QueueUnavailable(f"{err}; {enqueued} refresh tasks were enqueued before it") from err
-            enqueued += queued
+            batch.append(pk)
+            if len(batch) >= max(1, links_per_task):
+                enqueued += send(batch)
+                batch = []
+    if batch:
+        enqueued += send(batch)
     return enqueued
 
 
@@ -261,7 +383,7 @@ def _revoke_abandoned_grants() -> None:
 
 @_define
 def enqueue_due_links(within_seconds: float | None = None, force: bool = False) -> int:
-    """The fan-out a scheduler calls: enqueue one refresh per due link."""
+    """The fan-out a scheduler calls: enqueue every due link (:func:`enqueue_due`); how many."""
     return enqueue_due(within=_margin(within_seconds), force=force)
 
 

@@ -43,7 +43,16 @@ PUBLIC: dict[str, frozenset[str]] = {
     "django_trakt.models": frozenset({"TraktToken"}),
     "django_trakt.admin": frozenset({"TraktTokenInline"}),
     "django_trakt.tasks": frozenset(
-        {"enqueue_due", "enqueue_due_links", "refresh_link", "revalidate_watchlist", "revoke_grant", "store_image"}
+        {
+            "LINKS_PER_TASK",
+            "enqueue_due",
+            "enqueue_due_links",
+            "refresh_link",
+            "refresh_links",
+            "revalidate_watchlist",
+            "revoke_grant",
+            "store_image",
+        }
     ),
     "django_trakt.testing": frozenset({"EmulatedUser", "RecordedRequest", "TraktEmulator", "serve"}),
     # URLconfs: included by a site, nothing imported from them.

@@ -524,3 +524,74 @@ def test_command_names_undecryptable_links_on_every_run(trakt, linked):
             with pytest.raises(CommandError, match="1 failed"):
                 call_command("refresh_trakt_tokens", "--concurrency", "1", stdout=StringIO(), stderr=err)
             assert "1 links cannot be decrypted with TRAKT_TOKEN_KEYS" in err.getvalue()
+
+
+# -- queries per token -----------------------------------------------------------------------------
+
+
+def _statements(run):
+    """The SQL statements ``run()`` sends on the default connection (autocommit: no test transaction)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
+
+    refresh_redirect_uri()  # the current Site, read once per process (Django caches it)
+    with CaptureQueriesContext(connection) as captured:
+        outcome = run()
+    # Transaction control (SQLite's BEGIN, a COMMIT) is the transactions', not a query of the refresh.
+    control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+    return outcome, [query["sql"] for query in captured.captured_queries if not query["sql"].startswith(control)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_refresh_is_three_statements_lock_claim_and_compare_and_set(trakt, linked):
+    from django_trakt.conf import get_trakt_app
+    from django_trakt.internal.links.locks import has_row_locks
+
+    _user, token = linked(expires_in=EXPIRED)
+    spent = token.refresh_token
+    app = get_trakt_app()
+    result, sql = _statements(lambda: refresh_token(token.pk, app=app, skip_locked=True))
+    assert result.outcome is Outcome.REFRESHED and trakt.refresh_count(spent) == 1
+    if has_row_locks():
+        # PostgreSQL: the row lock, the committed claim, the pair written over the spent token.
+        lock, claim, store = sql
+        assert "FOR UPDATE SKIP LOCKED" in lock
+    else:
+        # SQLite: its writer lock is taken by a write of the row itself, then the row is read.
+        writer_lock, read, claim, store = sql
+        assert writer_lock.startswith("UPDATE") and read.startswith("SELECT")
+    assert claim.startswith("UPDATE") and "refresh_claimed_by" in claim
+    assert store.startswith("UPDATE") and store.count("refresh_token_encrypted") == 2  # SET and WHERE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_on_demand_refresh_that_may_wait_for_the_lock_bounds_the_wait_in_one_more_statement(trakt, linked):
+    from django_trakt.conf import get_trakt_app
+    from django_trakt.internal.links.locks import has_row_locks
+
+    _user, token = linked(expires_in=EXPIRED)
+    app = get_trakt_app()
+    result, sql = _statements(lambda: refresh_token(token.pk, within=dt.timedelta(minutes=5), app=app))
+    assert result.outcome is Outcome.REFRESHED
+    if has_row_locks():
+        bound, lock, _claim, _store = sql
+        assert "lock_timeout" in bound and "FOR UPDATE" in lock and "SKIP LOCKED" not in lock
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_costs_three_statements_per_due_link(trakt, linked):
+    from django_trakt.internal.links.batch import refresh_due_tokens
+    from django_trakt.internal.links.locks import has_row_locks
+
+    def batch_of(links: int) -> int:
+        for _ in range(links):
+            linked(expires_in=EXPIRED)
+        report, sql = _statements(lambda: refresh_due_tokens(concurrency=1))
+        assert report.refreshed == links and not report.failed
+        return len(sql)
+
+    small, large = batch_of(2), batch_of(6)
+    per_link = 3 if has_row_locks() else 4
+    assert large - small == 4 * per_link  # the rest is the batch's own, the same for any size

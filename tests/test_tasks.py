@@ -281,17 +281,19 @@ def test_revoke_that_trakt_refuses_keeps_the_grant_for_the_sweep(
 # -- refresh -----------------------------------------------------------------------------------------
 
 
-def test_enqueue_command_enqueues_one_task_per_due_link_and_workers_refresh_each_once(trakt, linked, queue):
+def test_enqueue_command_enqueues_the_due_links_and_a_worker_refreshes_each_once(trakt, linked, queue):
     due = [linked(expires_in=EXPIRED)[1] for _ in range(3)]
     fresh = linked()[1]
     out = call_command_output("refresh_trakt_tokens", "--enqueue")
     assert out == "3 refresh tasks enqueued on 'trakt'."
-    assert sorted(result.args[0] for result in queue.results) == sorted(token.pk for token in due)
-    assert {result.task.name for result in queue.results} == {"refresh_link"}
+    # One task for the three links (LINKS_PER_TASK to a task): a job's bookkeeping is paid once.
+    (job,) = queue.results
+    assert job.task.name == "refresh_links"
+    assert sorted(job.args[0]) == sorted(token.pk for token in due)
     assert_no_secret_in_args(queue, secrets(*due, fresh))
     spent = {token.pk: token.refresh_token for token in due}
 
-    assert run_queued(queue) == ["refreshed"] * 3
+    assert run_queued(queue) == [{"refreshed": 3}]
     for token in due:
         assert trakt.refresh_count(spent[token.pk]) == 1
         token.refresh_from_db()
@@ -307,13 +309,35 @@ def test_fan_out_task_enqueues_the_refreshes(trakt, linked, queue):
     tasks.enqueue_due_links.using(backend="trakt").enqueue(6 * 3600.0)
     assert run_queued(queue) == [1]
     (job,) = queue.results
-    assert job.args == [due.pk, 6 * 3600.0, 0, False]
+    assert job.args == [[due.pk], 6 * 3600.0, False]
+
+
+def test_fan_out_splits_the_due_links_into_tasks_of_links_per_task(trakt, linked, queue):
+    due = [linked(expires_in=EXPIRED)[1] for _ in range(5)]
+    assert tasks.enqueue_due(links_per_task=2) == 5
+    batches = [result.args[0] for result in queue.results]
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert sorted(pk for batch in batches for pk in batch) == sorted(token.pk for token in due)
+    assert run_queued(queue) == [{"refreshed": 2}, {"refreshed": 2}, {"refreshed": 1}]
+    assert trakt.refresh_count() == 5 and trakt.refresh_count(accepted=False) == 0
+
+
+def test_a_429_in_a_batch_puts_off_the_rest_of_it_in_one_task(trakt, linked, queue):
+    first, second, third = (linked(expires_in=EXPIRED)[1] for _ in range(3))
+    trakt.rate_limit_next("/oauth/token", 120)
+    before = timezone.now()
+    assert tasks.refresh_links.call([first.pk, second.pk, third.pk]) == {"failed": 1, "requeued": 2}
+    assert len(trakt.requests_to("/oauth/token")) == 1  # the two others were not sent during the pause
+    retry, rest = queue.results
+    assert (retry.task.name, retry.args) == ("refresh_link", [first.pk, None, 1, False])
+    assert (rest.task.name, rest.args) == ("refresh_links", [[second.pk, third.pk], None, False])
+    assert rest.task.run_after >= before + dt.timedelta(seconds=110)
 
 
 def test_enqueue_with_force_refreshes_links_that_are_not_due(trakt, linked, queue):
     linked()
     assert call_command_output("refresh_trakt_tokens", "--enqueue", "--force") == "1 refresh tasks enqueued on 'trakt'."
-    assert run_queued(queue) == ["refreshed"]
+    assert run_queued(queue) == [{"refreshed": 1}]
 
 
 def test_passing_failure_is_enqueued_again_later_and_the_pair_is_kept(trakt, linked, queue):

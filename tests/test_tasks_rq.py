@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -110,23 +112,24 @@ class Queue:
         self.output.append(done.stdout + done.stderr)
         return done
 
+    def start(self, name: str, worker_class: str = "rq.worker.SimpleWorker", **env: str) -> subprocess.Popen[str]:
+        """One RQ worker process in burst mode (by default as the README starts it)."""
+        return subprocess.Popen(
+            [
+                *[sys.executable, "-m", "django", "rqworker", "--burst", "--name", name],
+                *["--worker-class", worker_class, "--job-class", "django_tasks_rq.Job", "default"],
+            ],
+            cwd=ROOT,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
     def work(self, workers: int = 1, **env: str) -> list[str]:
         """Run ``workers`` RQ worker processes at once until the queue is empty; their names."""
         names = [f"trakt-test-{index}" for index in range(workers)]
-        processes = [
-            subprocess.Popen(
-                [
-                    *[sys.executable, "-m", "django", "rqworker", "--burst", "--name", name],
-                    *["--worker-class", "rq.worker.SimpleWorker", "--job-class", "django_tasks_rq.Job", "default"],
-                ],
-                cwd=ROOT,
-                env=self.env(**env),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for name in names
-        ]
+        processes = [self.start(name, **env) for name in names]
         for process in processes:
             out, _ = process.communicate(timeout=300)
             self.output.append(out)
@@ -193,10 +196,14 @@ def test_fan_out_on_three_workers_refreshes_every_due_link_exactly_once(served):
     not_due = [link_user(trakt)[1] for _ in range(3)]
     spent = {token.pk: token.refresh_token for token in due}
 
-    command = served.run("refresh_trakt_tokens", "--enqueue")
+    # Three tasks of 8 links (the default, LINKS_PER_TASK, would put the 24 in one).
+    fan_out = "from django_trakt.tasks import enqueue_due; print(enqueue_due(links_per_task=8))"
+    command = served.run("shell", "-c", fan_out)
     assert command.returncode == 0, command.stderr
-    assert command.stdout.strip() == "24 refresh tasks enqueued on 'default'."
-    assert sorted(job.args[0] for job in served.jobs()) == sorted(spent)
+    assert command.stdout.strip().splitlines()[-1] == "24"
+    batches = [job.args[0] for job in served.jobs()]
+    assert sorted(len(batch) for batch in batches) == [8, 8, 8]
+    assert sorted(pk for batch in batches for pk in batch) == sorted(spent)
 
     workers = served.work(3)
     assert not served.failed()
@@ -225,6 +232,64 @@ def test_fan_out_enqueued_twice_still_refreshes_each_link_once(served):
     assert not served.failed()
     assert all(trakt.refresh_count(spent[token.pk]) == 1 for token in due)
     assert trakt.refresh_count(accepted=False) == 0
+
+
+STOPS = {
+    # systemd KillMode=mixed (or a terminal's Ctrl+C reaching the worker alone): the worker only.
+    "simple-worker": ("rq.worker.SimpleWorker", lambda worker: worker.send_signal(signal.SIGTERM)),
+    # KillMode=control-group: every process of the unit, the forked work-horse included (RQ
+    # gives the horse a session of its own, so a process group's signal would miss it).
+    "forking-worker-and-horse": ("rq.worker.Worker", lambda worker: _sigterm_with_children(worker.pid)),
+}
+
+
+def _sigterm_with_children(pid: int) -> None:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children, "the worker has forked no work-horse"
+    for process in [pid, *map(int, children)]:
+        os.kill(process, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop", STOPS)
+def test_sigterm_mid_batch_stops_after_the_refresh_in_flight_and_loses_no_link(served, stop):
+    worker_class, send_sigterm = STOPS[stop]
+    trakt = served.trakt
+    trakt.revoke_grant_on_reuse = True  # a refresh token presented twice would kill its grant
+    due = [link_user(trakt, expires_in=EXPIRED)[1] for _ in range(12)]
+    spent = {token.pk: token.refresh_token for token in due}
+    assert served.run("refresh_trakt_tokens", "--enqueue").stdout.strip() == "12 refresh tasks enqueued on 'default'."
+    (batch,) = served.jobs()
+    trakt.latency = 0.3  # each refresh is in flight long enough to be interrupted
+
+    worker = served.start("trakt-test-stopped", worker_class)
+    deadline = time.monotonic() + 60
+    while not trakt.requests_to("/oauth/token"):  # the first refresh has left
+        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[0]
+        time.sleep(0.01)
+    send_sigterm(worker)  # a deploy
+    out, _ = worker.communicate(timeout=120)
+    served.output.append(out)
+    assert worker.returncode == 0, out
+
+    # The refresh in flight was stored; the rest of the batch went back on the queue, one task.
+    batch.refresh()
+    outcome = batch.return_value()
+    assert outcome["refreshed"] >= 1 and outcome["refreshed"] + outcome.get("requeued", 0) == 12, (outcome, out)
+    assert outcome.get("requeued"), (outcome, out)
+    (rest,) = [job for job in served.jobs() if job.get_status() == "queued"]
+    assert rest.func_name == "django_trakt.tasks.refresh_links" and len(rest.args[0]) == outcome["requeued"]
+    assert trakt.refresh_count(accepted=None) == outcome["refreshed"]
+
+    trakt.latency = 0.0
+    served.work()
+    assert not served.failed()
+    for token in due:
+        assert trakt.refresh_count(spent[token.pk], accepted=None) == 1  # presented once, accepted
+        token.refresh_from_db()
+        assert token.status == TraktToken.Status.ACTIVE and not token.refresh_claimed_by
+        assert trakt.is_access_token_valid(token.access_token)  # not lost
+    assert trakt.refresh_count(accepted=False) == 0
+    served.assert_holds_no_token(tokens_of(*due) + list(spent.values()))
 
 
 # -- pages --------------------------------------------------------------------------------------------

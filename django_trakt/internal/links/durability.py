@@ -51,11 +51,13 @@ logger = logging.getLogger(__name__)
 
 _Result = TypeVar("_Result")
 
-#: PostgreSQL settings for the duration of each of our own transactions (``SET LOCAL``), so a
-#: site's ``idle_in_transaction_session_timeout`` or ``lock_timeout`` cannot cut them short nor
-#: leave them waiting forever. Our transactions never wait for Trakt: they are milliseconds long.
+#: PostgreSQL settings for the duration of a transaction of ours that may wait for another's
+#: row lock (``SET LOCAL``), so a site's ``idle_in_transaction_session_timeout`` or
+#: ``lock_timeout`` cannot cut it short nor leave it waiting forever. Our transactions never
+#: wait for Trakt: they are milliseconds long. One that cannot wait (a batch's skip-locked
+#: claim; a single-statement write) sets nothing: one statement less per token.
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
-LOCK_TIMEOUT = "10s"
+LOCK_TIMEOUT = 10.0
 
 #: How long a pair Trakt gave us is retried against a failing database before it is given up.
 STORE_DEADLINE = 10.0
@@ -74,11 +76,12 @@ def in_callers_transaction(alias: str | None = None) -> bool:
     inside them.
     """
     alias = alias or database_alias()
-    if not transaction.get_autocommit(using=alias):
-        try:
-            transaction.get_rollback(using=alias)
-        except TransactionManagementError:
-            return True  # autocommit off and no atomic block: the caller commits by hand
+    if transaction.get_autocommit(using=alias):
+        return False  # outside every atomic() block (asked before each refresh: no round trip)
+    try:
+        transaction.get_rollback(using=alias)
+    except TransactionManagementError:
+        return True  # autocommit off and no atomic block: the caller commits by hand
     try:
         with transaction.atomic(using=alias, durable=True):
             pass
@@ -88,19 +91,36 @@ def in_callers_transaction(alias: str | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def own_transaction(alias: str) -> Iterator[None]:
-    """A transaction of the refresh's own, committed when the block ends (``durable=True``)."""
+def own_transaction(alias: str, *, lock_wait: float | None = None) -> Iterator[None]:
+    """A transaction of the refresh's own, committed when the block ends (``durable=True``).
+
+    ``lock_wait``: the transaction may wait for another's row lock; on PostgreSQL it gives up
+    (a ``DatabaseError``) after that many seconds, whatever the site's ``lock_timeout``.
+    """
     with transaction.atomic(using=alias, durable=True):
         connection = connections[alias]
-        if connection.vendor == "postgresql":
+        if lock_wait is not None and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 # set_config(..., true) is SET LOCAL: it ends with this transaction.
                 cursor.execute(
                     "SELECT set_config('idle_in_transaction_session_timeout', %s, true),"
                     " set_config('lock_timeout', %s, true)",
-                    [IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT],
+                    [IDLE_IN_TRANSACTION_TIMEOUT, f"{max(1, round(lock_wait * 1000))}ms"],
                 )
         yield
+
+
+def committed_alone(alias: str, write: Callable[[], _Result]) -> _Result:
+    """``write()``, one statement, committed on its own before this returns.
+
+    In autocommit (outside any ``atomic()``) a single statement is its own transaction: no
+    ``BEGIN``/``COMMIT`` round trips. Otherwise (a ``TestCase``'s transaction) in
+    :func:`own_transaction`, which refuses to join a caller's ``atomic()`` block.
+    """
+    if transaction.get_autocommit(using=alias):
+        return write()
+    with own_transaction(alias):
+        return write()
 
 
 def reconnect_next_time(alias: str) -> None:
@@ -120,7 +140,7 @@ def reconnect_next_time(alias: str) -> None:
 
 
 def retrying(alias: str, work: Callable[[], _Result], *, deadline: float, what: str) -> _Result:
-    """``work()`` in :func:`own_transaction`, retried on a new connection until ``deadline``.
+    """``work()`` (one write statement, :func:`committed_alone`), retried on a new connection until ``deadline``.
 
     ``deadline`` is a ``time.monotonic()`` value; the last error is raised after it.
     ``what`` names the work in the log.
@@ -128,8 +148,7 @@ def retrying(alias: str, work: Callable[[], _Result], *, deadline: float, what: 
     attempt = 0
     while True:
         try:
-            with own_transaction(alias):
-                return work()
+            return committed_alone(alias, work)
         except DatabaseError as err:
             reconnect_next_time(alias)
             if time.monotonic() >= deadline:

@@ -32,26 +32,24 @@ def has_row_locks(alias: str | None = None) -> bool:
     return bool(connections[alias or database_alias()].features.has_select_for_update)
 
 
-def lock_token(
-    pk: int, *, skip_locked: bool = False, using: str | None = None, wait: float | None = None
-) -> TraktToken | None:
+def lock_token(pk: int, *, skip_locked: bool = False, using: str | None = None) -> TraktToken | None:
     """The row ``pk``, locked for the current transaction; None if it is gone.
 
     With ``skip_locked`` (a batch) a row another transaction holds is passed over
-    (None) instead of waited for, where the database can do that. ``wait``: give up
-    (a ``DatabaseError``) after this many seconds, on PostgreSQL: a refresh on a connection
-    of its own must not wait forever for a lock its caller's transaction holds.
+    (None) instead of waited for, where the database can do that (:func:`skips_locked_rows`).
+    How long a wait may last is the transaction's ``lock_timeout``
+    (``durability.own_transaction(lock_wait=...)``).
     """
     alias = using or database_alias()
     rows = TraktToken.objects.using(alias).filter(pk=pk)
-    connection = connections[alias]
-    if wait is not None and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # set_config(..., true) lasts until the end of the transaction, like SET LOCAL.
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(1, round(wait * 1000))}ms"])
     if has_row_locks(alias):
-        skip = skip_locked and connection.features.has_select_for_update_skip_locked
-        return rows.select_for_update(skip_locked=skip).first()
+        return rows.select_for_update(skip_locked=skip_locked and skips_locked_rows(alias)).first()
     if not rows.update(status=F("status")):
         return None
     return rows.first()
+
+
+def skips_locked_rows(alias: str | None = None) -> bool:
+    """Whether ``lock_token(skip_locked=True)`` never waits for another transaction's lock."""
+    features = connections[alias or database_alias()].features
+    return bool(features.has_select_for_update and features.has_select_for_update_skip_locked)

@@ -51,7 +51,7 @@ from django_trakt.internal.api import http, oauth
 from django_trakt.internal.api.tokens import TokenGrant
 from django_trakt.internal.core import clock
 from django_trakt.internal.links import durability
-from django_trakt.internal.links.locks import database_alias, has_row_locks, lock_token
+from django_trakt.internal.links.locks import database_alias, has_row_locks, lock_token, skips_locked_rows
 from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
 from django_trakt.models import TraktToken
 
@@ -244,8 +244,11 @@ def _refresh(
 ) -> RefreshResult:
     alias = database_alias()
     owner = durability.claimant()
+    # A skip-locked claim never waits for a lock, so it needs no lock timeout: one statement less.
+    may_wait = not (skip_locked and skips_locked_rows(alias))
+    wait = (durability.LOCK_TIMEOUT if lock_wait is None else lock_wait) if may_wait else None
     try:
-        with durability.own_transaction(alias):
+        with durability.own_transaction(alias, lock_wait=wait):
             step = _claim(
                 pk,
                 owner,
@@ -253,7 +256,6 @@ def _refresh(
                 margin=margin,
                 unless_access_token_changed_from=unless_access_token_changed_from,
                 skip_locked=skip_locked,
-                lock_wait=lock_wait,
             )
     except DatabaseError as err:
         # Nothing was sent. The commit may have gone through before the error, though: drop
@@ -279,10 +281,9 @@ def _claim(
     margin: dt.timedelta,
     unless_access_token_changed_from: str | None,
     skip_locked: bool,
-    lock_wait: float | None,
 ) -> RefreshResult | _Spend | _Check | _Rejected:
     """Under the row lock: what to do with link ``pk``; when it is a refresh, claim it first."""
-    locked = lock_token(pk, skip_locked=skip_locked, wait=lock_wait)
+    locked = lock_token(pk, skip_locked=skip_locked)
     if locked is None:
         return RefreshResult(Outcome.NOT_DUE, None, "being refreshed elsewhere, or unlinked")
     if locked.status in _FLAGGED:
