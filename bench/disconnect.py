@@ -75,10 +75,10 @@ def main() -> int:
     setup()
     from django.test import override_settings
 
-    from django_trakt import tasks
+    from django_trakt import task_queue
     from tests.conftest import make_emulator
 
-    framework = tasks._tasks_module.__name__
+    framework = task_queue.tasks_module.__name__
     queues = {
         "default": {"BACKEND": f"{framework}.backends.immediate.ImmediateBackend"},
         "bench": {"BACKEND": f"{framework}.backends.dummy.DummyBackend"},
@@ -90,7 +90,7 @@ def main() -> int:
         slow, _ = best_disconnect(trakt, max(1, min(args.runs, 3)), args.revoke_delay)
         with override_settings(TASKS=queues, TRAKT_TASK_BACKEND="bench"):
             queued, revokes = best_disconnect(trakt, args.runs, args.revoke_delay)
-            enqueued = len(tasks.backend().results)
+            enqueued = len(task_queue.backend().results)
     ratio = queued / instant
     print(f"disconnect, best of {args.runs}; Trakt's revoke answering after {args.revoke_delay:g} s:")
     print(f"  instant Trakt, no task backend:  {instant * 1000:8.1f} ms")

@@ -154,14 +154,14 @@ def measure_stale(size: int, renders: int, repeats: int, delay: float) -> dict[s
     from django.template import Context, Template
     from django.test import override_settings
 
-    from django_trakt import tasks
+    from django_trakt import task_queue
     from django_trakt.internal.core import clock
     from django_trakt.internal.pages import watchlist_items
     from tests.conftest import link_user, make_emulator
 
     trakt = make_emulator()
     trakt.get_limit = None
-    framework = tasks._tasks_module.__name__
+    framework = task_queue.tasks_module.__name__
     queues = {
         "default": {"BACKEND": f"{framework}.backends.immediate.ImmediateBackend"},
         "bench": {"BACKEND": f"{framework}.backends.dummy.DummyBackend"},
@@ -187,7 +187,7 @@ def measure_stale(size: int, renders: int, repeats: int, delay: float) -> dict[s
         clock.now = lambda: real_now() + 3600  # every copy is past its TTL (and its activities)
         try:
             with override_settings(TASKS=queues, TRAKT_TASK_BACKEND="bench"):
-                queue = tasks.backend()
+                queue = task_queue.backend()
                 queue.clear()
                 stale = best_time(render_page, renders, repeats)
                 requests, enqueued = len(trakt.requests), len(queue.results)

@@ -1,9 +1,8 @@
 """The app's background work as Django Tasks: what runs on the site's queue, off the request path.
 
-Defined with the Tasks framework: ``django.tasks`` (Django 6.0+) where it exists, else the
-``django-tasks`` backport (Django 4.2 and 5.2); a site with neither keeps every behaviour
-in process. ``TRAKT_TASK_BACKEND`` names the alias in ``TASKS`` that runs them (None: in
-process, as before). With a backend:
+Defined with the Tasks framework (``django.tasks`` or the ``django-tasks`` backport), on the
+backend ``TRAKT_TASK_BACKEND`` names (:mod:`django_trakt.task_queue`; None: in process, as
+before). With a backend:
 
 - :data:`refresh_link` ``(token_id, within_seconds=None, attempt=0, force=False)`` refreshes one link
   under its row lock, within the budget all workers share
@@ -41,28 +40,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.utils import timezone
 
-from django_trakt.conf import PROVIDER_ID, get_trakt_app, trakt_settings
+from django_trakt.conf import PROVIDER_ID, get_trakt_app
 from django_trakt.exceptions import TraktSiteMisconfigured
 from django_trakt.internal.core import clock, dispatch
 from django_trakt.internal.links import pending, revocation, shared_rate
 from django_trakt.internal.links.batch import due_links
-from django_trakt.internal.links.refresh import (
-    DEFAULT_MARGIN,
-    Outcome,
-    RefreshResult,
-    refresh_token,
-    refresh_with_retries,
-)
+from django_trakt.internal.links.outcomes import Outcome, RefreshResult
+from django_trakt.internal.links.refresh import DEFAULT_MARGIN, refresh_token
+from django_trakt.internal.links.retries import refresh_with_retries
 from django_trakt.internal.pages import images, watchlist
+from django_trakt.task_queue import QueueDispatcher, QueueUnavailable, backend, define, enqueue, supports_defer
 
 logger = logging.getLogger(__name__)
 
@@ -73,97 +68,6 @@ MAX_BUDGET_WAIT = 5.0
 #: Times a refresh that failed for a passing reason is enqueued again (30 s, 60 s, 120 s):
 #: past that, the next scheduled run tries it (was the setting TRAKT_TASK_RETRIES).
 TASK_RETRIES = 3
-
-
-def _framework() -> Any:
-    """``django.tasks`` (Django 6.0+), else the ``django_tasks`` backport, else None."""
-    for name in ("django.tasks", "django_tasks"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
-
-
-_tasks_module = _framework()
-
-
-def _define(func: Callable[..., Any]) -> Any:
-    """``func`` as a Task of the framework (the plain function when there is none).
-
-    Defining a Task validates it against a backend, so it is defined against the configured
-    one (workers import this module with the site's settings) or ``TASKS``' default; a
-    site whose backends cannot be built still imports this module and works in process.
-    """
-    if _tasks_module is None:
-        return func
-    for alias in dict.fromkeys((trakt_settings.TASK_BACKEND, "default")):
-        if not alias:
-            continue
-        try:
-            return _tasks_module.task(backend=alias, queue_name=trakt_settings.TASK_QUEUE)(func)
-        except Exception as err:
-            # Reported where it matters: backend() logs it and check E004 names it.
-            logger.debug("Task %s not defined on backend %r: %s", func.__name__, alias, err)
-    return func
-
-
-# -- which backend, if any ---------------------------------------------------------------------------
-
-_reported: set[str] = set()
-
-
-def backend() -> Any:
-    """The backend of ``TRAKT_TASK_BACKEND``, or None (none set, or unusable: logged at ERROR once).
-
-    A mistyped alias must not cost anyone their link: the work then runs in process, as
-    without a backend, and check ``django_trakt.E004`` says what is wrong.
-    """
-    alias = trakt_settings.TASK_BACKEND
-    if alias is None:
-        return None
-    problem = ""
-    if _tasks_module is None:
-        problem = "neither django.tasks (Django 6.0+) nor the django-tasks backport is installed"
-    else:
-        try:
-            return _tasks_module.task_backends[alias]
-        except Exception as err:
-            problem = f"{type(err).__name__}: {err}"
-    if alias not in _reported:
-        _reported.add(alias)
-        logger.error("TRAKT_TASK_BACKEND %r cannot be used (%s); the Trakt work runs in process", alias, problem)
-    return None
-
-
-class QueueUnavailable(Exception):
-    """The task queue refused a task (its broker is down): :func:`enqueue_due` stopped there."""
-
-
-def _enqueue(task_: Any, *args: Any, run_after: dt.datetime | None = None, strict: bool = False) -> bool:
-    """Enqueue on the site's backend; False when there is none or it refused (``strict``: raise
-    :class:`QueueUnavailable` instead of logging)."""
-    queue = backend()
-    if queue is None or not hasattr(task_, "using"):
-        return False
-    options: dict[str, Any] = {"backend": trakt_settings.TASK_BACKEND, "queue_name": trakt_settings.TASK_QUEUE}
-    if run_after is not None:
-        options["run_after"] = run_after
-    try:
-        task_.using(**options).enqueue(*args)
-    except Exception as err:
-        if strict:
-            reason = " ".join(str(err).split())[:200]
-            raise QueueUnavailable(f"the task queue refused a task ({type(err).__name__}: {reason})") from err
-        # The broker is down, or the backend refuses: the caller does the work in process.
-        logger.exception("Enqueuing the Trakt task %s failed", getattr(task_, "name", task_))
-        return False
-    return True
-
-
-def supports_defer() -> bool:
-    """Whether the configured backend can run a task later (``run_after``): retries need it."""
-    return bool(getattr(backend(), "supports_defer", False))
 
 
 # -- refresh ---------------------------------------------------------------------------------------
@@ -177,7 +81,7 @@ def _retry_later(token_id: int, within_seconds: float | None, attempt: int, forc
     if attempt >= TASK_RETRIES or not supports_defer():
         return False
     when = timezone.now() + dt.timedelta(seconds=max(1.0, delay))
-    return _enqueue(refresh_link, token_id, within_seconds, attempt + 1, force, run_after=when)
+    return enqueue(refresh_link, token_id, within_seconds, attempt + 1, force, run_after=when)
 
 
 def _wait_for_budget(token_id: int, within_seconds: float | None, attempt: int, force: bool) -> bool:
@@ -187,14 +91,14 @@ def _wait_for_budget(token_id: int, within_seconds: float | None, attempt: int, 
         if waited + wait > MAX_BUDGET_WAIT and supports_defer():
             # A long pause (a 429): the worker is not held, the task comes back when it ends.
             when = timezone.now() + dt.timedelta(seconds=wait)
-            if _enqueue(refresh_link, token_id, within_seconds, attempt, force, run_after=when):
+            if enqueue(refresh_link, token_id, within_seconds, attempt, force, run_after=when):
                 return False
         clock.sleep(wait)
         waited += wait
     return True
 
 
-@_define
+@define
 def refresh_link(token_id: int, within_seconds: float | None = None, attempt: int = 0, force: bool = False) -> str:
     """Refresh link ``token_id`` if it is due (or ``force``); the outcome's name (``refreshed``, ``not_due``...)."""
     if not _wait_for_budget(token_id, within_seconds, attempt, force):
@@ -235,7 +139,7 @@ SITE_MISCONFIGURED = "site_misconfigured"
 LINKS_PER_TASK = 25
 
 
-@_define
+@define
 def refresh_links(token_ids: list[int], within_seconds: float | None = None, force: bool = False) -> dict[str, int]:
     """Refresh each of links ``token_ids`` that is due (or ``force``), one after the other; how
     many links had each outcome (``refreshed``, ``not_due``...; ``requeued``: enqueued again
@@ -250,7 +154,7 @@ def refresh_links(token_ids: list[int], within_seconds: float | None = None, for
             if later is not None:
                 rest = ids[index:]
                 when = timezone.now() + dt.timedelta(seconds=later) if later > 0 else None
-                if _enqueue(refresh_links, rest, within_seconds, force, run_after=when):
+                if enqueue(refresh_links, rest, within_seconds, force, run_after=when):
                     counts[REQUEUED] = len(rest)
                     break
                 if stopping.is_set():
@@ -355,7 +259,7 @@ def enqueue_due(
 
     def send(batch: list[int]) -> int:
         try:
-            return len(batch) if _enqueue(refresh_links, batch, within_seconds, force, strict=True) else 0
+            return len(batch) if enqueue(refresh_links, batch, within_seconds, force, strict=True) else 0
         except QueueUnavailable as err:
             raise QueueUnavailable(f"{err}; {enqueued} refresh tasks were enqueued before it") from err
 
@@ -381,7 +285,7 @@ def _revoke_abandoned_grants() -> None:
         logger.exception("Revoking abandoned Trakt grants failed")
 
 
-@_define
+@define
 def enqueue_due_links(within_seconds: float | None = None, force: bool = False) -> int:
     """The fan-out a scheduler calls: enqueue every due link (:func:`enqueue_due`); how many."""
     return enqueue_due(within=_margin(within_seconds), force=force)
@@ -390,7 +294,7 @@ def enqueue_due_links(within_seconds: float | None = None, force: bool = False) 
 # -- pages -----------------------------------------------------------------------------------------
 
 
-@_define
+@define
 def revalidate_watchlist(user_id: int | None, username: str | None, list_type: str, sort: str, limit: int) -> str:
     """Fetch one watchlist copy again (the user's own with ``user_id``, else Trakt user ``username``)."""
     from django.contrib.auth import get_user_model
@@ -404,7 +308,7 @@ def revalidate_watchlist(user_id: int | None, username: str | None, list_type: s
     return str(result.error) or "fetched"
 
 
-@_define
+@define
 def store_image(source_url: str, kind: str) -> bool:
     """Fetch one image into storage; whether a copy is stored now."""
     if kind not in images.DEFAULT_IMAGES:
@@ -412,7 +316,7 @@ def store_image(source_url: str, kind: str) -> bool:
     return images.store_image(source_url, kind)
 
 
-@_define
+@define
 def revoke_grant(grant_id: int, account_id: int, user_id: int | None, uid: str, extra_data: Any) -> bool:
     """Revoke a removed link's grant at Trakt (held as ``PendingGrant`` ``grant_id``); True if confirmed."""
     from allauth.socialaccount.models import SocialAccount
@@ -423,22 +327,13 @@ def revoke_grant(grant_id: int, account_id: int, user_id: int | None, uid: str, 
 
 # -- the seam the lower layers call ------------------------------------------------------------------
 
-
-class _QueueDispatcher:
-    """What :mod:`django_trakt.internal.core.dispatch` hands work to."""
-
-    tasks = {
-        dispatch.REFRESH_LINK: lambda: refresh_link,
-        dispatch.REVALIDATE_WATCHLIST: lambda: revalidate_watchlist,
-        dispatch.STORE_IMAGE: lambda: store_image,
-        dispatch.REVOKE_GRANT: lambda: revoke_grant,
-    }
-
-    def active(self) -> bool:
-        return backend() is not None
-
-    def enqueue(self, name: str, *args: Any) -> bool:
-        return _enqueue(self.tasks[name](), *args)
-
-
-dispatch.install(_QueueDispatcher())
+dispatch.install(
+    QueueDispatcher(
+        {
+            dispatch.REFRESH_LINK: lambda: refresh_link,
+            dispatch.REVALIDATE_WATCHLIST: lambda: revalidate_watchlist,
+            dispatch.STORE_IMAGE: lambda: store_image,
+            dispatch.REVOKE_GRANT: lambda: revoke_grant,
+        }
+    )
+)

@@ -10,7 +10,8 @@ with the first key (:func:`rotate_keys`), remove a link and revoke its grant at 
 from __future__ import annotations
 
 from django_trakt.internal.links.batch import refresh_due_tokens
-from django_trakt.internal.links.refresh import Outcome, RefreshResult, refresh_token
+from django_trakt.internal.links.outcomes import Outcome, RefreshResult
+from django_trakt.internal.links.refresh import refresh_token
 from django_trakt.internal.links.revocation import revoke_at_trakt, unlink
 from django_trakt.internal.links.rotation import rotate_keys
 

@@ -15,7 +15,7 @@ from django.db import connection
 from django_trakt.internal.core import clock as app_clock
 from django_trakt.internal.links import batch
 from django_trakt.internal.links.batch import RateLimiter, refresh_due_tokens
-from django_trakt.internal.links.refresh import Outcome
+from django_trakt.internal.links.outcomes import Outcome
 from django_trakt.models import TraktToken
 
 DUE = dt.timedelta(hours=1)

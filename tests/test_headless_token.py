@@ -16,7 +16,8 @@ from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from django_trakt.internal.links.refresh import Outcome, refresh_token
+from django_trakt.internal.links.outcomes import Outcome
+from django_trakt.internal.links.refresh import refresh_token
 from django_trakt.models import PendingGrant, TraktToken
 from tests.test_headless import headless_site  # noqa: F401  (the headless site, autouse)
 

@@ -261,3 +261,18 @@ def test_the_cycle_rule_sees_type_checking_and_relative_imports(tmp_path):
         "from django_trakt.internal.core.clock import now\n"
     )
     assert module_edges(sample) >= {"internal.pages.images", "internal.core.clock"}
+
+
+#: Longest a module of the app may be (issue 22, item 3): past it, a module holds more than one concern.
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_longer_than_the_limit():
+    # The local Trakt (testing/) is a product of its own, and migrations are generated.
+    long = {
+        module_name(path): lines
+        for path in sources()
+        if layer_of(module_name(path)) != "testing"
+        and (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}

@@ -22,7 +22,8 @@ from django_trakt.exceptions import TraktRefreshFailed, TraktTimeout
 from django_trakt.internal.links import durability
 from django_trakt.internal.links.batch import refresh_due_tokens
 from django_trakt.internal.links.client import TraktClient
-from django_trakt.internal.links.refresh import Outcome, refresh_token
+from django_trakt.internal.links.outcomes import Outcome
+from django_trakt.internal.links.refresh import refresh_token
 from django_trakt.models import TraktToken
 from tests import views
 from tests.conftest import link_user, make_emulator
@@ -262,7 +263,7 @@ def test_a_database_error_before_trakt_is_asked_spends_nothing(trakt, linked):
 
 
 def test_timed_out_refresh_is_not_retried_at_once(trakt, linked, settings):
-    from django_trakt.internal.links.refresh import refresh_with_retries
+    from django_trakt.internal.links.retries import refresh_with_retries
 
     settings.SOCIALACCOUNT_PROVIDERS = {"trakt": {**settings.SOCIALACCOUNT_PROVIDERS["trakt"], "TIMEOUT": 0.2}}
     _user, token = linked(expires_in=EXPIRED)

@@ -21,7 +21,9 @@ from django.template import Context, Template, TemplateSyntaxError
 from django_trakt import signals
 from django_trakt.exceptions import TraktRateLimited
 from django_trakt.internal.links.client import TraktClient
-from django_trakt.internal.links.refresh import Outcome, refresh_token, refresh_with_retries
+from django_trakt.internal.links.outcomes import Outcome
+from django_trakt.internal.links.refresh import refresh_token
+from django_trakt.internal.links.retries import refresh_with_retries
 from django_trakt.internal.pages import images
 from django_trakt.internal.pages.watchlist import get_watchlist
 from django_trakt.internal.pages.watchlist_items import WatchlistError

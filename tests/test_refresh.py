@@ -21,7 +21,9 @@ from django_trakt.exceptions import (
     TraktSiteMisconfigured,
 )
 from django_trakt.internal.links.client import TraktClient
-from django_trakt.internal.links.refresh import Outcome, refresh_token, refresh_with_retries
+from django_trakt.internal.links.outcomes import Outcome
+from django_trakt.internal.links.refresh import refresh_token
+from django_trakt.internal.links.retries import refresh_with_retries
 from django_trakt.models import TraktToken
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils import timezone
 
-from django_trakt import checks, signals, tasks
+from django_trakt import checks, signals, task_queue, tasks
 from django_trakt.internal.core import dispatch
 from django_trakt.internal.links import shared_rate
 from django_trakt.internal.pages import images
@@ -30,7 +30,7 @@ from django_trakt.testing.images import avatar_png
 pytestmark = pytest.mark.django_db
 
 EXPIRED = -dt.timedelta(minutes=1)
-FRAMEWORK = tasks._tasks_module.__name__
+FRAMEWORK = task_queue.tasks_module.__name__
 DUMMY = f"{FRAMEWORK}.backends.dummy.DummyBackend"
 IMMEDIATE = f"{FRAMEWORK}.backends.immediate.ImmediateBackend"
 LOCAL_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -41,7 +41,7 @@ def queue(settings):
     """The dummy backend as TRAKT_TASK_BACKEND: what was enqueued, not run."""
     settings.TASKS = {"default": {"BACKEND": IMMEDIATE}, "trakt": {"BACKEND": DUMMY}}
     settings.TRAKT_TASK_BACKEND = "trakt"
-    backend = tasks.backend()
+    backend = task_queue.backend()
     backend.clear()
     yield backend
     backend.clear()
@@ -435,7 +435,7 @@ def call_command_output(*args) -> str:
 
 def test_mistyped_backend_alias_falls_back_to_in_process_with_an_error(trakt, linked, settings, caplog):
     settings.TRAKT_TASK_BACKEND = "typo"
-    tasks._reported.discard("typo")
+    task_queue._reported.discard("typo")
     user, _token = linked()
     trakt.add_watchlist_item(user.username, "movie", title="Heat", year=1995)
     with caplog.at_level(logging.ERROR, logger="django_trakt.tasks"):
@@ -473,7 +473,7 @@ def test_backend_that_is_no_queue_and_per_process_cache_are_reported(queue, sett
 
 def test_checks_are_registered(queue, settings):
     settings.TRAKT_TASK_BACKEND = "typo"
-    tasks._reported.add("typo")
+    task_queue._reported.add("typo")
     from django.core import checks as django_checks
 
     assert "django_trakt.E004" in {message.id for message in django_checks.run_checks()}

@@ -19,7 +19,8 @@ from django.utils.translation import ngettext
 
 from django_trakt.admin.display import link_name
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
-from django_trakt.internal.links.refresh import Outcome, refresh_token
+from django_trakt.internal.links.outcomes import Outcome
+from django_trakt.internal.links.refresh import refresh_token
 from django_trakt.internal.links.revocation import unlink
 from django_trakt.models import TraktToken
 

@@ -25,9 +25,9 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     alias = trakt_settings.TASK_BACKEND
     if alias is None:
         return []
-    from django_trakt import tasks
+    from django_trakt import task_queue
 
-    queue = tasks.backend()
+    queue = task_queue.backend()
     if queue is None:
         return [
             checks.Error(

@@ -79,7 +79,7 @@ def _never_retry(session: requests.Session) -> None:
     Trakt's refresh tokens are single-use: a refresh POST retried after a lost answer
     spends the new token Trakt issued to the lost answer, and the link is gone. Device
     polls and revokes are rate-limited at Trakt, and the callers here decide themselves
-    when to try again (``refresh.refresh_with_retries``, the device pages' interval). So no
+    when to try again (``retries.refresh_with_retries``, the device pages' interval). So no
     transport retry, whatever a site's ``get_requests_session`` mounted (allauth's default
     mounts none today). The adapters are changed in place: the session is made for one
     request of this module (allauth itself asks for a session per use and closes it, so a

@@ -47,9 +47,11 @@ from django_trakt.exceptions import TraktSiteMisconfigured
 from django_trakt.internal.core import clock
 from django_trakt.internal.links import durability, pending
 from django_trakt.internal.links.locks import database_alias, has_row_locks
+from django_trakt.internal.links.outcomes import Outcome, RefreshResult
 from django_trakt.internal.links.profile import USERNAME_LOOKUP
 from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
-from django_trakt.internal.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult, refresh_with_retries
+from django_trakt.internal.links.refresh import DEFAULT_MARGIN
+from django_trakt.internal.links.retries import refresh_with_retries
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)
@@ -204,7 +206,7 @@ def refresh_due_tokens(
 
     ``on_result`` is called from the calling thread after each link (``None`` as
     result in a dry run). ``retry_options`` go to
-    :func:`~django_trakt.internal.links.refresh.refresh_with_retries`.
+    :func:`~django_trakt.internal.links.retries.refresh_with_retries`.
 
     ``stop`` (set from a signal handler, e.g. the command's SIGTERM): no refresh starts
     after it is set, and no retry; those in flight finish (each is bounded by ``TIMEOUT``

@@ -37,15 +37,10 @@ from django_trakt.exceptions import (
 from django_trakt.internal.api.http import decode_json, header, send
 from django_trakt.internal.core import clock
 from django_trakt.internal.links.locks import database_alias
+from django_trakt.internal.links.outcomes import Outcome, RefreshResult, is_due
+from django_trakt.internal.links.own_connection import on_own_connection
 from django_trakt.internal.links.profile import trakt_accounts_of
-from django_trakt.internal.links.refresh import (
-    ON_DEMAND_MARGIN,
-    Outcome,
-    RefreshResult,
-    is_due,
-    on_own_connection,
-    refresh_token,
-)
+from django_trakt.internal.links.refresh import ON_DEMAND_MARGIN, refresh_token
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)

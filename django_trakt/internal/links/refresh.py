@@ -8,27 +8,25 @@ refreshed it meanwhile, in which case there is nothing left to do. Once Trakt ha
 answered, :mod:`django_trakt.internal.links.durability` makes sure nothing the caller does (a rollback
 of its transaction, a failed commit) can lose the new pair.
 
-Outcomes are distinct: refreshed, not due, needs re-authorization (Trakt rejected
-the refresh token: the stored token is kept, the link is flagged and not retried until
-the user signs in again), failed (transient: nothing stored changes, try again later).
-A fault of the site's configuration (a wrong client secret, a redirect URI Trakt does not
-accept, a disabled Trakt app, no Site to build the redirect URI) is none of these: it is
-raised as :class:`~django_trakt.exceptions.TraktSiteMisconfigured` and flags no link.
+The outcomes are :mod:`django_trakt.internal.links.outcomes`'s; a lapsed claim is checked by
+:mod:`~django_trakt.internal.links.lapsed_claim`, a refresh inside a caller's transaction
+runs on :mod:`~django_trakt.internal.links.own_connection`, and batch work retries with
+:mod:`~django_trakt.internal.links.retries`. A fault of the site's configuration (a wrong
+client secret, a redirect URI Trakt does not accept, a disabled Trakt app, no Site to build the
+redirect URI) is no outcome: it is raised as
+:class:`~django_trakt.exceptions.TraktSiteMisconfigured` and flags no link.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import functools
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -47,11 +45,13 @@ from django_trakt.exceptions import (
     TraktTransportError,
     TraktUnauthorized,
 )
-from django_trakt.internal.api import http, oauth
+from django_trakt.internal.api import oauth
 from django_trakt.internal.api.tokens import TokenGrant
-from django_trakt.internal.core import clock
 from django_trakt.internal.links import durability
-from django_trakt.internal.links.locks import database_alias, has_row_locks, lock_token, skips_locked_rows
+from django_trakt.internal.links.lapsed_claim import check_lapsed_claim
+from django_trakt.internal.links.locks import database_alias, lock_token, skips_locked_rows
+from django_trakt.internal.links.outcomes import Outcome, RefreshResult, describe, is_due
+from django_trakt.internal.links.own_connection import outside_callers_transaction
 from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
 from django_trakt.models import TraktToken
 
@@ -66,35 +66,6 @@ DEFAULT_MARGIN = dt.timedelta(hours=6)
 ON_DEMAND_MARGIN = dt.timedelta(minutes=5)
 
 _FLAGGED = (TraktToken.Status.NEEDS_REAUTH, TraktToken.Status.REVOKED)
-
-
-class Outcome(enum.StrEnum):
-    REFRESHED = "refreshed"
-    NOT_DUE = "not_due"
-    NEEDS_REAUTH = "needs_reauth"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class RefreshResult:
-    outcome: Outcome
-    token: TraktToken | None
-    detail: str = ""
-    #: Seconds Trakt asked us to wait (429), when it said.
-    retry_after: float | None = None
-    #: A failure worth retrying at once with backoff (5xx, timeout, garbled answer).
-    retryable: bool = False
-
-    @property
-    def transient(self) -> bool:
-        return self.outcome is Outcome.FAILED
-
-
-def is_due(token: TraktToken, margin: dt.timedelta, now: dt.datetime | None = None) -> bool:
-    """Whether ``token`` expires within ``margin``. An unknown expiry is due: a refresh learns it."""
-    if token.expires_at is None:
-        return True
-    return token.expires_at <= (now or timezone.now()) + margin
 
 
 def refresh_token(
@@ -139,72 +110,8 @@ def refresh_token(
         skip_locked=skip_locked,
     )
     if durability.in_callers_transaction(database_alias()):
-        return _outside_callers_transaction(pk, attempt)
+        return outside_callers_transaction(pk, attempt)
     return attempt()
-
-
-def on_own_connection(pk: int, work: Callable[[], RefreshResult], *, wait: float | None) -> RefreshResult | None:
-    """Run ``work`` (a refresh of link ``pk``) on a thread with a database connection of its own.
-
-    Waits at most ``wait`` seconds (None: until it is done); None when it is still running,
-    which it goes on doing (not a daemon: an exiting process lets it store its pair).
-    A :class:`TraktError` it raises is raised here.
-    """
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = work()
-        except TraktError as err:  # handed to the caller's thread below
-            outcome["error"] = err
-        except Exception:
-            logger.exception("Refreshing Trakt link %s failed unexpectedly", pk)
-        finally:
-            connections[database_alias()].close()
-
-    thread = threading.Thread(target=run, name=f"trakt-refresh-{pk}")
-    thread.start()
-    thread.join(wait)
-    if thread.is_alive():
-        return None
-    if "error" in outcome:
-        raise outcome["error"]
-    if "result" not in outcome:
-        return RefreshResult(Outcome.FAILED, None, "the refresh failed unexpectedly (see the logs)")
-    result: RefreshResult = outcome["result"]
-    return result
-
-
-def _outside_callers_transaction(pk: int, attempt: Callable[..., RefreshResult]) -> RefreshResult:
-    """Inside a caller's transaction: refresh on a connection of its own, whose commits are final.
-
-    The caller's transaction then never holds the claim nor the new pair, so its rollback
-    cannot lose them. Declined (nothing sent, the link as it was) where that is impossible:
-    on SQLite (the caller's transaction may hold the one writer lock), and for a link the other
-    connection cannot see or lock (created or locked in the caller's uncommitted transaction, a
-    ``TestCase``'s included): such a link lives and dies with the caller's transaction.
-    """
-    if not has_row_locks():
-        return RefreshResult(Outcome.FAILED, None, DECLINED_SQLITE)
-    # Bounded, so a caller can never hang on it: the lock wait, Trakt's answer and the save.
-    result = on_own_connection(
-        pk,
-        functools.partial(attempt, lock_wait=trakt_settings.TIMEOUT + 5),
-        wait=2 * trakt_settings.TIMEOUT + durability.STORE_DEADLINE + 15,
-    )
-    if result is None:
-        return RefreshResult(Outcome.FAILED, None, "the refresh is taking too long; it goes on and stores its pair")
-    unseen = result.token is None and result.outcome in (Outcome.NOT_DUE, Outcome.FAILED)
-    if unseen and TraktToken.objects.filter(pk=pk).exists():
-        return RefreshResult(Outcome.FAILED, None, DECLINED_UNCOMMITTED)
-    return result
-
-
-#: Why a refresh asked for inside a caller's transaction sent nothing.
-DECLINED_SQLITE = "not refreshed inside a transaction on SQLite (nothing was sent to Trakt)"
-DECLINED_UNCOMMITTED = (
-    "not refreshed: the link is uncommitted or locked in the caller's transaction (nothing was sent to Trakt)"
-)
 
 
 @dataclass(frozen=True)
@@ -269,7 +176,7 @@ def _refresh(
     if isinstance(step, _Rejected):
         return _flagged(step.token, step.error)
     if isinstance(step, _Check):
-        return _check_lapsed_claim(step.token, app)
+        return check_lapsed_claim(step.token, app)
     return _send_and_store(step, owner, app, redirect_uri)
 
 
@@ -318,7 +225,7 @@ def _send_and_store(step: _Spend, owner: str, app: Any, redirect_uri: str) -> Re
     try:
         grant = _spend(app, step.refresh_value, redirect_uri)
     except TraktInvalidGrant as err:
-        durability.release(alias, token.pk, owner, status=TraktToken.Status.NEEDS_REAUTH, last_error=_describe(err))
+        durability.release(alias, token.pk, owner, status=TraktToken.Status.NEEDS_REAUTH, last_error=describe(err))
         return _flagged(token, err)
     except TraktSiteMisconfigured:
         durability.release(alias, token.pk, owner)  # refused before the token was looked at
@@ -406,77 +313,15 @@ def _revoke_orphan(grant: TokenGrant) -> None:
         logger.warning("Could not revoke a refreshed Trakt pair nobody holds: %s", err)
 
 
-def _check_lapsed_claim(token: TraktToken, app: Any) -> RefreshResult:
-    """A refresh sent this link's token and never stored an answer: check, never send it again.
-
-    Trakt may have accepted it (the new pair is then lost) or never seen it. The stored
-    access token decides what the link can still do: refused, the link is flagged for the
-    user to sign in again; accepted, the link goes on working until that token expires, its
-    claim extended until then (the refresh token's fate is unknown, so it is not sent), and
-    is flagged then.
-    """
-    alias, now = database_alias(), timezone.now()
-    sender = token.refresh_claimed_by.rsplit(" ", 1)[0]  # without its unique suffix
-    where = f"a refresh sent by {sender} at {token.refresh_claimed_at:%Y-%m-%d %H:%M:%S} UTC"
-    try:
-        http.get_user_settings(app.client_id, token.access_token)
-    except TraktUnauthorized:
-        reason = f"{where} never stored Trakt's answer, and Trakt no longer accepts the link's token"
-        columns: dict[str, Any] = {
-            "status": TraktToken.Status.NEEDS_REAUTH,
-            "last_error": reason,
-            **durability.NO_CLAIM,
-        }
-        verdict = RefreshResult(Outcome.NEEDS_REAUTH, token, reason)
-    except (TraktError, TokenDecryptionError) as err:
-        # Not known yet: the claim stays lapsed, and the link is checked again next time.
-        return RefreshResult(Outcome.FAILED, token, f"checking the link after an unfinished refresh failed: {err}")
-    else:
-        expires = token.expires_at if token.expires_at is not None and token.expires_at > now else None
-        until = expires or now + LAPSED_CHECK_AGAIN
-        reason = (
-            f"{where} never stored Trakt's answer; the access token still works and is used until "
-            f"{until:%Y-%m-%d %H:%M} UTC, the refresh token is not sent again"
-        )
-        columns = {"refresh_claim_until": until, "last_error": reason}
-        verdict = RefreshResult(Outcome.NOT_DUE, token, reason)
-    lapsed = TraktToken.objects.filter(
-        pk=token.pk,
-        refresh_claimed_by=token.refresh_claimed_by,
-        refresh_token_encrypted=token.refresh_token_encrypted,
-    )
-    try:
-        changed = durability.retrying(
-            alias,
-            lambda: lapsed.update(**columns) == 1,
-            deadline=time.monotonic() + durability.STORE_DEADLINE,
-            what=f"Recording the check of Trakt link {token.pk}",
-        )
-    except DatabaseError as err:
-        return RefreshResult(Outcome.FAILED, token, f"database error: {err}", retryable=True)
-    if not changed:
-        return RefreshResult(Outcome.NOT_DUE, None, "stored or signed in again meanwhile")
-    for name, value in columns.items():
-        setattr(token, name, value)
-    logger.warning("Trakt link %s: %s", token.pk, reason)
-    if verdict.outcome is Outcome.NEEDS_REAUTH:
-        signals.token_needs_reauthorization.send(sender=TraktToken, token=token, reason=reason)
-    return verdict
-
-
-#: A lapsed claim whose access token works but whose expiry is unknown is looked at again after this.
-LAPSED_CHECK_AGAIN = dt.timedelta(hours=1)
-
-
 def _flag(token: TraktToken, err: TraktError) -> _Rejected:
     """Inside the claim's transaction: the link has no refresh token to send (announced after the commit)."""
-    TraktToken.objects.filter(pk=token.pk).update(status=TraktToken.Status.NEEDS_REAUTH, last_error=_describe(err))
+    TraktToken.objects.filter(pk=token.pk).update(status=TraktToken.Status.NEEDS_REAUTH, last_error=describe(err))
     return _Rejected(token, err)
 
 
 def _flagged(token: TraktToken, err: TraktError) -> RefreshResult:
     token.status = TraktToken.Status.NEEDS_REAUTH
-    token.last_error = _describe(err)
+    token.last_error = describe(err)
     logger.warning("Trakt rejected the refresh token of account %s: %s", token.account_id, token.last_error)
     signals.token_needs_reauthorization.send(sender=TraktToken, token=token, reason=token.last_error)
     return RefreshResult(Outcome.NEEDS_REAUTH, token, token.last_error)
@@ -511,7 +356,7 @@ def _transient_failure(token: TraktToken, owner: str, err: TraktError) -> Refres
     failure may be retried at once. After a timeout or a garbled 200, Trakt may have rotated
     the token already: the claim stands until it lapses, and the link is then checked.
     """
-    token.last_error = _describe(err)
+    token.last_error = describe(err)
     logger.warning("Refreshing the Trakt token of account %s failed: %s", token.account_id, token.last_error)
     if isinstance(err, (TraktTimeout, TraktMalformedResponse)):
         try:
@@ -526,57 +371,4 @@ def _transient_failure(token: TraktToken, owner: str, err: TraktError) -> Refres
     return RefreshResult(Outcome.FAILED, token, token.last_error, retryable=retryable)
 
 
-def _describe(err: TraktError) -> str:
-    return str(err)[:500]
-
-
-def refresh_with_retries(
-    token: TraktToken | int,
-    *,
-    force: bool = False,
-    within: dt.timedelta | None = None,
-    app: Any = None,
-    server_error_retries: int = 2,
-    backoff: float = 1.0,
-    max_retry_after: float = 30.0,
-    sleep: Callable[[float], object] | None = None,
-    skip_locked: bool = True,
-    should_stop: Callable[[], bool] | None = None,
-) -> RefreshResult:
-    """:func:`refresh_token` for batch work: retry what is worth retrying.
-
-    A 5xx or timeout is retried ``server_error_retries`` times with exponential
-    backoff; a 429 is waited out when its ``Retry-After`` is at most
-    ``max_retry_after`` seconds, else left for the next run. The row lock is not held
-    while waiting. Once ``should_stop()`` answers True (a draining batch), nothing is retried.
-    """
-    sleep = sleep or clock.sleep
-    attempt = 0
-    while True:
-        result = refresh_token(token, force=force, within=within, app=app, skip_locked=skip_locked)
-        if result.outcome is not Outcome.FAILED or result.token is None:
-            return result
-        if should_stop is not None and should_stop():
-            return result
-        if result.retry_after is not None:
-            if result.retry_after > max_retry_after or attempt >= server_error_retries:
-                return result
-            sleep(result.retry_after)
-        elif attempt < server_error_retries and result.retryable:
-            sleep(backoff * (2**attempt))
-        else:
-            return result
-        if should_stop is not None and should_stop():
-            return result
-        attempt += 1
-
-
-__all__ = [
-    "DEFAULT_MARGIN",
-    "ON_DEMAND_MARGIN",
-    "Outcome",
-    "RefreshResult",
-    "is_due",
-    "refresh_token",
-    "refresh_with_retries",
-]
+__all__ = ["DEFAULT_MARGIN", "ON_DEMAND_MARGIN", "refresh_token"]

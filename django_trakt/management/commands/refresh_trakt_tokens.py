@@ -26,7 +26,8 @@ from django_trakt.conf import trakt_settings
 from django_trakt.exceptions import TraktConfigurationError, TraktSiteMisconfigured
 from django_trakt.internal.core import clock
 from django_trakt.internal.links.batch import Candidate, refresh_due_tokens, sequential_reason
-from django_trakt.internal.links.refresh import DEFAULT_MARGIN, Outcome, RefreshResult
+from django_trakt.internal.links.outcomes import Outcome, RefreshResult
+from django_trakt.internal.links.refresh import DEFAULT_MARGIN
 from django_trakt.management.base import TraktCommand, UsageError, one_line
 from django_trakt.management.repeats import FailureKinds, first_of_each_kind
 from django_trakt.models import TraktToken
@@ -160,6 +161,8 @@ def _draining_on_signals(stop: threading.Event, announce: Callable[[int], None])
 PER_LINK_LOGGERS = (
     "django_trakt.internal.api.http",
     "django_trakt.internal.links.refresh",
+    "django_trakt.internal.links.lapsed_claim",
+    "django_trakt.internal.links.own_connection",
     "django_trakt.internal.links.batch",
     "django_trakt.internal.links.durability",
 )
@@ -335,11 +338,11 @@ class Command(TraktCommand):
             self.stderr.write(f"{corrupted} links hold damaged ciphertext: those users must sign in with Trakt again.")
 
     def _enqueue(self, options: dict[str, Any], user_ids: list[int] | None) -> None:
-        from django_trakt import tasks
+        from django_trakt import task_queue, tasks
 
         if options["dry_run"]:
             raise UsageError("--enqueue and --dry-run do not go together.")
-        if tasks.backend() is None:
+        if task_queue.backend() is None:
             raise UsageError(
                 "--enqueue needs a task backend: set TRAKT_TASK_BACKEND to an alias of TASKS "
                 "(run manage.py check for what is wrong with it)."
@@ -350,7 +353,7 @@ class Command(TraktCommand):
             )
         except TraktConfigurationError as err:
             raise CommandError(str(err), returncode=SITE_FAULT_STATUS) from err
-        except tasks.QueueUnavailable as err:
+        except task_queue.QueueUnavailable as err:
             raise CommandError(f"Stopped: {one_line(str(err))}.", returncode=FAILED_STATUS) from err
         self.stdout.write(self.style.SUCCESS(f"{enqueued} refresh tasks enqueued on {trakt_settings.TASK_BACKEND!r}."))
 
