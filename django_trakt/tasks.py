@@ -43,7 +43,8 @@ import datetime as dt
 import logging
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
@@ -84,24 +85,28 @@ def _retry_later(token_id: int, within_seconds: float | None, attempt: int, forc
     return enqueue(refresh_link, token_id, within_seconds, attempt + 1, force, run_after=when)
 
 
-def _wait_for_budget(token_id: int, within_seconds: float | None, attempt: int, force: bool) -> bool:
-    """Wait for a start in the shared budget; False when the task was put off instead."""
+def _wait_for_budget(put_off: Callable[[dt.datetime], bool], stopping: threading.Event | None = None) -> bool:
+    """Wait for a start in the shared budget; False when the work was put off instead
+    (``put_off(when)`` enqueued it again) or ``stopping`` was set meanwhile."""
     waited = 0.0
     while (wait := shared_rate.take_slot()) > 0:
-        if waited + wait > MAX_BUDGET_WAIT and supports_defer():
-            # A long pause (a 429): the worker is not held, the task comes back when it ends.
-            when = timezone.now() + dt.timedelta(seconds=wait)
-            if enqueue(refresh_link, token_id, within_seconds, attempt, force, run_after=when):
-                return False
+        # A long pause (a 429): the worker is not held, the work comes back when it ends.
+        long_pause = waited + wait > MAX_BUDGET_WAIT and supports_defer()
+        if long_pause and put_off(timezone.now() + dt.timedelta(seconds=wait)):
+            return False
         clock.sleep(wait)
         waited += wait
+        if stopping is not None and stopping.is_set():
+            return False
     return True
 
 
 @define
 def refresh_link(token_id: int, within_seconds: float | None = None, attempt: int = 0, force: bool = False) -> str:
     """Refresh link ``token_id`` if it is due (or ``force``); the outcome's name (``refreshed``, ``not_due``...)."""
-    if not _wait_for_budget(token_id, within_seconds, attempt, force):
+    if not _wait_for_budget(
+        lambda when: enqueue(refresh_link, token_id, within_seconds, attempt, force, run_after=when)
+    ):
         return "deferred"
     return _refresh_one(token_id, within_seconds, attempt, force)
 
@@ -150,19 +155,16 @@ def refresh_links(token_ids: list[int], within_seconds: float | None = None, for
     app = get_trakt_app()  # once per task, not per link
     with _stopping_on_signals() as stopping:
         for index, token_id in enumerate(ids):
-            later = _requeue_delay(stopping)
-            if later is not None:
-                rest = ids[index:]
-                when = timezone.now() + dt.timedelta(seconds=later) if later > 0 else None
-                if enqueue(refresh_links, rest, within_seconds, force, run_after=when):
-                    counts[REQUEUED] = len(rest)
-                    break
-                if stopping.is_set():
+            rest = _Rest(ids[index:], within_seconds, force)
+            if stopping.is_set() or not _wait_for_budget(rest.put_off, stopping):
+                # Stopping (enqueued again to run at once), or put off by a long pause.
+                if rest.enqueued or rest.put_off(None):
+                    counts[REQUEUED] = len(rest.token_ids)
+                else:
                     # The queue refused: these links are still due, and the next run takes them.
-                    logger.warning("%s Trakt links left for the next run by a stopping worker", len(rest))
-                    counts[NOT_STARTED] = len(rest)
-                    break
-                clock.sleep(later)  # Trakt's pause, waited out here since it cannot be enqueued
+                    logger.warning("%s Trakt links left for the next run by a stopping worker", len(rest.token_ids))
+                    counts[NOT_STARTED] = len(rest.token_ids)
+                break
             outcome = _refresh_one(token_id, within_seconds, 0, force, app=app)
             counts[outcome] = counts.get(outcome, 0) + 1
             if outcome == SITE_MISCONFIGURED:
@@ -174,20 +176,19 @@ REQUEUED = "requeued"
 NOT_STARTED = "not_started"
 
 
-def _requeue_delay(stopping: threading.Event) -> float | None:
-    """None: refresh the next link now (after a short wait for the shared budget, if any);
-    else the seconds after which the rest of the batch should run, enqueued again."""
-    if stopping.is_set():
-        return 0.0
-    waited = 0.0
-    while (wait := shared_rate.take_slot()) > 0:
-        if waited + wait > MAX_BUDGET_WAIT and supports_defer():
-            return wait  # a long pause (a 429): the worker is not held
-        clock.sleep(wait)
-        waited += wait
-        if stopping.is_set():
-            return 0.0
-    return None
+@dataclass
+class _Rest:
+    """The links of a batch not started yet, and whether they were enqueued again."""
+
+    token_ids: list[int]
+    within_seconds: float | None
+    force: bool
+    enqueued: bool = False
+
+    def put_off(self, when: dt.datetime | None) -> bool:
+        """Enqueue them as one :data:`refresh_links` task, to run at ``when`` (None: now)."""
+        self.enqueued = enqueue(refresh_links, self.token_ids, self.within_seconds, self.force, run_after=when)
+        return self.enqueued
 
 
 @contextlib.contextmanager

@@ -494,3 +494,39 @@ def test_enqueue_command_with_the_queue_down_stops_at_once_with_one_line(trakt, 
     assert stopped.value.returncode == 1 and len(calls) == 1  # not one try (and traceback) per link
     message = str(stopped.value)
     assert "\n" not in message and "ConnectionError" in message and "0 refresh tasks were enqueued" in message
+
+
+@pytest.mark.parametrize("queue_up", [True, False], ids=["enqueued-again", "queue-refuses"])
+def test_sigterm_during_a_batch_task_stops_after_the_refresh_in_flight(trakt, linked, queue, monkeypatch, queue_up):
+    import os
+    import signal
+
+    first, second, third = (linked(expires_in=EXPIRED)[1] for _ in range(3))
+    spent = {token.pk: token.refresh_token for token in (first, second, third)}
+
+    def deploy(sender, token, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the batch runs, after its first refresh
+
+    if not queue_up:
+        monkeypatch.setattr(type(queue), "enqueue", lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError()))
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the process under test must survive its own SIGTERM
+    signals.token_refreshed.connect(deploy)
+    try:
+        outcome = tasks.refresh_links.call([first.pk, second.pk, third.pk])
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # the worker's handler is back
+    finally:
+        signals.token_refreshed.disconnect(deploy)
+        signal.signal(signal.SIGTERM, before)
+
+    assert trakt.refresh_count(spent[first.pk]) == 1
+    assert trakt.refresh_count(accepted=None) == 1  # nothing started after the signal
+    for token in (second, third):
+        assert TraktToken.objects.get(pk=token.pk).refresh_token == spent[token.pk]
+    if queue_up:
+        assert outcome == {"refreshed": 1, "requeued": 2}
+        (rest,) = queue.results
+        assert (rest.task.name, rest.args) == ("refresh_links", [[second.pk, third.pk], None, False])
+        assert rest.task.run_after is None
+    else:
+        assert outcome == {"refreshed": 1, "not_started": 2}  # still due: the next run takes them
