@@ -285,7 +285,7 @@ def test_enqueue_command_enqueues_the_due_links_and_a_worker_refreshes_each_once
     due = [linked(expires_in=EXPIRED)[1] for _ in range(3)]
     fresh = linked()[1]
     out = call_command_output("refresh_trakt_tokens", "--enqueue")
-    assert out == "3 refresh tasks enqueued on 'trakt'."
+    assert out == "3 due links enqueued for refresh on 'trakt'."
     # One task for the three links (LINKS_PER_TASK to a task): a job's bookkeeping is paid once.
     (job,) = queue.results
     assert job.task.name == "refresh_links"
@@ -336,7 +336,10 @@ def test_a_429_in_a_batch_puts_off_the_rest_of_it_in_one_task(trakt, linked, que
 
 def test_enqueue_with_force_refreshes_links_that_are_not_due(trakt, linked, queue):
     linked()
-    assert call_command_output("refresh_trakt_tokens", "--enqueue", "--force") == "1 refresh tasks enqueued on 'trakt'."
+    assert (
+        call_command_output("refresh_trakt_tokens", "--enqueue", "--force")
+        == "1 due link enqueued for refresh on 'trakt'."
+    )
     assert run_queued(queue) == [{"refreshed": 1}]
 
 

@@ -227,7 +227,7 @@ def test_fan_out_enqueued_twice_still_refreshes_each_link_once(served):
     spent = {token.pk: token.refresh_token for token in due}
     for _ in range(2):  # two schedulers, or a scheduler that fired twice
         enqueued = served.run("refresh_trakt_tokens", "--enqueue").stdout.strip()
-        assert enqueued == "8 refresh tasks enqueued on 'default'."
+        assert enqueued == "8 due links enqueued for refresh on 'default'."
     served.work(3)
     assert not served.failed()
     assert all(trakt.refresh_count(spent[token.pk]) == 1 for token in due)
@@ -257,7 +257,10 @@ def test_sigterm_mid_batch_stops_after_the_refresh_in_flight_and_loses_no_link(s
     trakt.revoke_grant_on_reuse = True  # a refresh token presented twice would kill its grant
     due = [link_user(trakt, expires_in=EXPIRED)[1] for _ in range(12)]
     spent = {token.pk: token.refresh_token for token in due}
-    assert served.run("refresh_trakt_tokens", "--enqueue").stdout.strip() == "12 refresh tasks enqueued on 'default'."
+    assert (
+        served.run("refresh_trakt_tokens", "--enqueue").stdout.strip()
+        == "12 due links enqueued for refresh on 'default'."
+    )
     (batch,) = served.jobs()
     trakt.latency = 0.3  # each refresh is in flight long enough to be interrupted
 

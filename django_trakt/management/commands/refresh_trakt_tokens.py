@@ -1,8 +1,8 @@
 """``manage.py refresh_trakt_tokens``: refresh every Trakt link that is due.
 
 Run it on a schedule (hourly suits the default ``--within 6h``); see the README. With
-``--enqueue`` it refreshes nothing itself: it enqueues one task per due link on the
-site's task queue (``TRAKT_TASK_BACKEND``) and exits.
+``--enqueue`` it refreshes nothing itself: it enqueues the due links on the site's task
+queue (``TRAKT_TASK_BACKEND``), ``tasks.LINKS_PER_TASK`` to a ``refresh_links`` task, and exits.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ class Command(TraktCommand):
         parser.add_argument(
             "--enqueue",
             action="store_true",
-            help="Enqueue one refresh task per due link on TRAKT_TASK_BACKEND and exit (workers refresh them).",
+            help="Enqueue the due links on TRAKT_TASK_BACKEND, 25 to a refresh_links task, and exit.",
         )
         parser.add_argument(
             "--max-retry-after",
@@ -355,7 +355,10 @@ class Command(TraktCommand):
             raise CommandError(str(err), returncode=SITE_FAULT_STATUS) from err
         except task_queue.QueueUnavailable as err:
             raise CommandError(f"Stopped: {one_line(str(err))}.", returncode=FAILED_STATUS) from err
-        self.stdout.write(self.style.SUCCESS(f"{enqueued} refresh tasks enqueued on {trakt_settings.TASK_BACKEND!r}."))
+        noun = "due link" if enqueued == 1 else "due links"
+        self.stdout.write(
+            self.style.SUCCESS(f"{enqueued} {noun} enqueued for refresh on {trakt_settings.TASK_BACKEND!r}.")
+        )
 
     def _user_ids(self, references: list[str]) -> list[int]:
         users = get_user_model()._default_manager
