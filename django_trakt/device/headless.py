@@ -184,7 +184,9 @@ def _response(request: HttpRequest, status: int, body: dict[str, Any]) -> JsonRe
     additions reach every answer of the headless API alike.
     """
     meta = _session_meta(request)
-    get_headless_adapter().populate_response_meta(request, meta)
+    populate = getattr(get_headless_adapter(), "populate_response_meta", None)
+    if populate is not None:  # new in allauth 65.22; 65.21's answers have no such hook
+        populate(request, meta)
     if meta:
         body["meta"] = meta
     response = JsonResponse(body, status=status)

@@ -184,7 +184,11 @@ class _PinnedPoolManager(PoolManager):
         name = (host or "").strip("[]").rstrip(".")
         if not name:
             raise LocationValueError("No host specified.")
-        pinned = {**(pool_kwargs or {}), "server_hostname": name, "assert_hostname": name}
+        pinned = dict(pool_kwargs or {})
+        if scheme == "https":
+            # TLS only: urllib3 before 2.3 refuses these keywords on a plain-http connection
+            # (the development origins of the local Trakt).
+            pinned.update(server_hostname=name, assert_hostname=name)
         # The pool key includes server_hostname, so two names on one address never share a connection.
         return super().connection_from_host(self.address, port, scheme, pinned)
 
