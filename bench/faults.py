@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import durability as base  # bench/durability.py: start, seed, audit, Database
 
 ROOT = base.ROOT
+# The scenario processes import the test settings (tests.settings) as bench/durability.py does.
+sys.path.insert(0, str(ROOT))
 LATENCY = 0.05
 
 
