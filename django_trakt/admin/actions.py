@@ -8,6 +8,7 @@ Their permissions name methods of the token admin (``has_refresh_permission``,
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -53,32 +54,42 @@ def refresh_now(modeladmin: admin.ModelAdmin[TraktToken], request: HttpRequest, 
         details[result.outcome].append(f"{link_name(token)}: {result.detail}")
         # The admin's history says who refreshed which link, and what came of it.
         modeladmin.log_change(request, token, f"Refresh now: {result.outcome.value}")
-    if count := len(details[Outcome.REFRESHED]):
-        modeladmin.message_user(
-            request,
-            ngettext("%(count)d Trakt link was refreshed.", "%(count)d Trakt links were refreshed.", count)
-            % {"count": count},
-            messages.SUCCESS,
-        )
-    if count := len(details[Outcome.NEEDS_REAUTH]):
-        message = ngettext(
+    for outcome, (say, level) in _REFRESH_MESSAGES.items():
+        if count := len(details[outcome]):
+            message = say(count) % {"count": count}
+            if outcome is not Outcome.REFRESHED:  # the links that need a look are named
+                message = _with_details(message, details[outcome])
+            modeladmin.message_user(request, message, level)
+
+
+#: What "Refresh now" says of each outcome, in this order: the message for a count (ngettext
+#: written out, so makemessages finds each plural) and its level.
+_REFRESH_MESSAGES: dict[Outcome, tuple[Callable[[int], str], int]] = {
+    Outcome.REFRESHED: (
+        lambda n: ngettext("%(count)d Trakt link was refreshed.", "%(count)d Trakt links were refreshed.", n),
+        messages.SUCCESS,
+    ),
+    Outcome.NEEDS_REAUTH: (
+        lambda n: ngettext(
             "%(count)d Trakt link needs its user to sign in with Trakt again.",
             "%(count)d Trakt links need their users to sign in with Trakt again.",
-            count,
-        ) % {"count": count}
-        modeladmin.message_user(request, _with_details(message, details[Outcome.NEEDS_REAUTH]), messages.WARNING)
-    if count := len(details[Outcome.FAILED]):
-        message = ngettext(
+            n,
+        ),
+        messages.WARNING,
+    ),
+    Outcome.FAILED: (
+        lambda n: ngettext(
             "%(count)d Trakt link could not be refreshed; try again later.",
             "%(count)d Trakt links could not be refreshed; try again later.",
-            count,
-        ) % {"count": count}
-        modeladmin.message_user(request, _with_details(message, details[Outcome.FAILED]), messages.ERROR)
-    if count := len(details[Outcome.NOT_DUE]):
-        message = ngettext(
-            "%(count)d Trakt link was not refreshed.", "%(count)d Trakt links were not refreshed.", count
-        ) % {"count": count}
-        modeladmin.message_user(request, _with_details(message, details[Outcome.NOT_DUE]), messages.INFO)
+            n,
+        ),
+        messages.ERROR,
+    ),
+    Outcome.NOT_DUE: (
+        lambda n: ngettext("%(count)d Trakt link was not refreshed.", "%(count)d Trakt links were not refreshed.", n),
+        messages.INFO,
+    ),
+}
 
 
 @admin.action(description=_("Revoke and unlink"), permissions=["unlink"])
