@@ -32,6 +32,7 @@ from tests.test_image_ssrf import (  # noqa: F401  (fixtures)
     is_default_poster,
     network,
     poster_path,
+    serving_with_test_ca,
 )
 
 PNG = poster_png("trickled")
@@ -88,24 +89,14 @@ class _TrickleHandler(BaseHTTPRequestHandler):
 def trickle_host(certificates, network, monkeypatch, settings):  # noqa: F811
     ca_file, cert_file, key_file = certificates
     server = TrickleHost(cert_file, key_file)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    pinned_session = image_fetch._pinned_session
-
-    def trusting_test_ca(address: str):
-        session = pinned_session(address)
-        session.verify = str(ca_file)
-        return session
-
-    monkeypatch.setattr(image_fetch, "_pinned_session", trusting_test_ca)
     network.answers["img.trakt.test"] = [[PUBLIC_A]]
     network.route(PUBLIC_A, server)
     monkeypatch.setattr(image_fetch, "IMAGE_TIMEOUT", TIMEOUT)
-    yield server
-    server.stopping.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving_with_test_ca(server, ca_file, monkeypatch):
+        try:
+            yield server
+        finally:
+            server.stopping.set()  # trickling answers end before the server shuts down
 
 
 @pytest.mark.parametrize("path", ["/body.png", "/head.png"], ids=["trickled-body", "trickled-headers"])

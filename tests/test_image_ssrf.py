@@ -9,6 +9,7 @@ answers host names from a fake DNS that can change its answer between lookups.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import ipaddress
@@ -158,11 +159,9 @@ class _ImageHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def image_host(certificates, monkeypatch):
-    """The running local image host; the fetch trusts the test CA (and nothing else changes)."""
-    ca_file, cert_file, key_file = certificates
-    server = ImageHost(cert_file, key_file)
+@contextlib.contextmanager
+def serving_with_test_ca(server, ca_file, monkeypatch):
+    """``server`` running in a thread, and the fetch trusting the test CA (nothing else changes)."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     pinned_session = image_fetch._pinned_session
@@ -173,10 +172,20 @@ def image_host(certificates, monkeypatch):
         return session
 
     monkeypatch.setattr(image_fetch, "_pinned_session", trusting_test_ca)
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def image_host(certificates, monkeypatch):
+    """The running local image host; the fetch trusts the test CA (and nothing else changes)."""
+    ca_file, cert_file, key_file = certificates
+    with serving_with_test_ca(ImageHost(cert_file, key_file), ca_file, monkeypatch) as server:
+        yield server
 
 
 # -- the test network: DNS and connect, both recorded -------------------------------------------------
