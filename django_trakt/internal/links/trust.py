@@ -96,10 +96,6 @@ def confirmation_by_receipt(email_address: EmailAddress) -> Iterator[None]:
         _by_receipt.reset(marker)
 
 
-def is_unproven(user: Any) -> bool:
-    return UnprovenAccount.objects.filter(user_id=user.pk).exists()
-
-
 def note_signup(user: Any) -> UnprovenAccount | None:
     """``user`` was just created: unproven unless an address of it is already verified."""
     addresses = list(EmailAddress.objects.filter(user_id=user.pk).order_by("-primary", "pk"))
