@@ -16,6 +16,12 @@ import types
 
 from django.urls import include, path
 
+# The suite's own URLconf imports allauth's with the code flows off. Imported here, when this
+# module is (at collection, under the suite's settings), never for the first time inside a
+# test that turned the code flows on: that copy would be the one every later test routes to,
+# in whatever order pytest-xdist hands the tests out.
+import tests.urls  # noqa: F401
+
 _serial = itertools.count(1)
 
 
