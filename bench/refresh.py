@@ -308,7 +308,8 @@ def run_path(path: str, option: Any, env: dict[str, str]) -> float:
         return time.perf_counter() - started
     if path == "command":
         started = time.perf_counter()
-        run([*manage, "refresh_trakt_tokens", "--concurrency", str(option)], env)
+        wrap = os.environ.get("BENCH_WRAP", "").split() if env.get("BENCH_QUERY_DIR") else []
+        run([*wrap, *manage, "refresh_trakt_tokens", "--concurrency", str(option)], env)
         return time.perf_counter() - started
     workers, worker_class = option
     run([*manage, "refresh_trakt_tokens", "--enqueue"], env)

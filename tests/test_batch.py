@@ -54,10 +54,10 @@ def break_link(monkeypatch, broken_pk, error=RuntimeError):
     """One link whose refresh hits a bug (not a Trakt error)."""
     real = batch.refresh_with_retries
 
-    def refresh(pk, **kwargs):
-        if pk == broken_pk:
+    def refresh(token, **kwargs):
+        if getattr(token, "pk", token) == broken_pk:  # the stream passes the row it read
             raise error("boom")
-        return real(pk, **kwargs)
+        return real(token, **kwargs)
 
     monkeypatch.setattr(batch, "refresh_with_retries", refresh)
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import struct
 import subprocess
 import sys
@@ -820,6 +821,41 @@ def test_http_server_timeout_sleeps_then_504(emulator: TraktEmulator) -> None:
         started = time.perf_counter()
         response = requests.get(f"{server.url}/users/settings", headers=trakt_headers(), timeout=5)
         assert response.status_code == 504 and time.perf_counter() - started >= 0.3
+
+
+def test_http_server_keeps_connections_alive_until_it_stops(emulator: TraktEmulator) -> None:
+    """As Trakt's do: one connection serves request after request, error answers included (a
+    client pays no handshake per request); once the server stops, a kept connection is closed,
+    never answered by a leftover thread."""
+    pair = emulator.issue_tokens("alice", CLIENT_ID)
+    head = "".join(f"{name}: {value}\r\n" for name, value in trakt_headers(pair["access_token"]).items())
+    with emulator.serve() as server:
+        host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+        connection = socket.create_connection((host, port), timeout=5)
+        answers = connection.makefile("rb")
+        for path in ("/users/settings", "/no/such/path", "/users/settings"):
+            connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode())
+            status, length = read_answer_head(answers)
+            assert status == (404 if path.startswith("/no") else 200)
+            assert len(answers.read(length)) == length
+    try:
+        connection.sendall(f"GET /users/settings HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode())
+        assert answers.readline() == b""  # closed by stop(), not answered
+    except OSError:
+        pass  # closed before the request could even be sent
+    finally:
+        connection.close()
+
+
+def read_answer_head(answers: Any) -> tuple[int, int]:
+    """The status and Content-Length of the next answer on a raw connection."""
+    status = int(answers.readline().split()[1])
+    length = 0
+    while (line := answers.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    return status, length
 
 
 def test_cli_serves_demo_data() -> None:

@@ -583,9 +583,9 @@ def test_an_on_demand_refresh_that_may_wait_for_the_lock_bounds_the_wait_in_one_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_command_costs_three_statements_per_due_link(trakt, linked):
+def test_the_command_costs_two_statements_per_due_link(trakt, linked):
+    """The claim (one UPDATE, on the row as the stream read it) and the store (one UPDATE)."""
     from django_trakt.internal.links.batch import refresh_due_tokens
-    from django_trakt.internal.links.locks import has_row_locks
 
     def batch_of(links: int) -> int:
         for _ in range(links):
@@ -595,5 +595,4 @@ def test_the_command_costs_three_statements_per_due_link(trakt, linked):
         return len(sql)
 
     small, large = batch_of(2), batch_of(6)
-    per_link = 3 if has_row_locks() else 4
-    assert large - small == 4 * per_link  # the rest is the batch's own, the same for any size
+    assert large - small == 4 * 2  # the rest is the batch's own, the same for any size

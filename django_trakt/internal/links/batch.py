@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -68,6 +68,9 @@ class Candidate:
     pk: int
     account_id: int
     trakt_username: str
+    #: The row as the stream read it (its refresh token's ciphertext): the refresh claims the
+    #: link in one statement while the row is still so (``durability.claim_if_unchanged``).
+    token: TraktToken | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -164,7 +167,9 @@ def _stream(links: Any, limit: int | None, report: BatchReport) -> Generator[Can
     it: the query runs again on a new connection, and links already handed out are skipped.
     Still failing after :data:`STREAM_RESTARTS` tries, the error is noted in ``report``.
     """
-    rows = links.values_list("pk", "account_id", f"account__{USERNAME_LOOKUP}")
+    rows = links.only("pk", "account_id", "refresh_token_encrypted").annotate(
+        trakt_username=F(f"account__{USERNAME_LOOKUP}")
+    )
     seen: set[int] = set()
     for attempt in range(STREAM_RESTARTS + 1):
         if attempt:
@@ -172,13 +177,13 @@ def _stream(links: Any, limit: int | None, report: BatchReport) -> Generator[Can
         try:
             # Closed here, never by the garbage collector (see refresh_due_tokens).
             with contextlib.closing(rows.iterator(chunk_size=STREAM_CHUNK)) as stream:
-                for pk, account_id, username in stream:
-                    if pk in seen:
+                for token in stream:
+                    if token.pk in seen:
                         continue
                     if limit is not None and len(seen) >= limit:
                         break
-                    seen.add(pk)
-                    yield Candidate(pk, account_id, str(username or ""))
+                    seen.add(token.pk)
+                    yield Candidate(token.pk, token.account_id, str(token.trakt_username or ""), token)
             report.stream_error = ""  # read to the end after all
             return
         except DatabaseError as err:
@@ -258,7 +263,9 @@ def refresh_due_tokens(
             if stop.is_set():
                 return None
             try:
-                result = refresh_with_retries(candidate.pk, force=force, within=within, app=app, **retry_options)
+                result = refresh_with_retries(
+                    candidate.token or candidate.pk, force=force, within=within, app=app, **retry_options
+                )
             except TraktSiteMisconfigured:
                 raise
             except DatabaseError as err:

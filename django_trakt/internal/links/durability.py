@@ -41,10 +41,11 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from django.db import DatabaseError, connections, transaction
+from django.db.models import Q
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from django_trakt.internal.links.locks import database_alias
+from django_trakt.internal.links.locks import database_alias, unless_locked
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)
@@ -166,13 +167,45 @@ def claimant() -> str:
     return f"{socket.gethostname()[:80]} pid {os.getpid()} {threading.current_thread().name[:40]} {uuid.uuid4().hex}"
 
 
-def claim(pk: int, owner: str, request_deadline: float) -> dt.datetime:
+def claim(pk: int, owner: str, request_deadline: float) -> None:
     """Record that ``owner`` is about to send link ``pk``'s refresh token (inside the locked
-    row's :func:`own_transaction`); the claim stands until the returned time."""
-    now = timezone.now()
+    row's :func:`own_transaction`)."""
+    TraktToken.objects.filter(pk=pk).update(**_claim_columns(owner, request_deadline, timezone.now()))
+
+
+def _claim_columns(owner: str, request_deadline: float, now: dt.datetime) -> dict[str, object]:
+    """A claim by ``owner`` from ``now``, standing for the request's deadline and :data:`CLAIM_SLACK`."""
     until = now + dt.timedelta(seconds=request_deadline) + CLAIM_SLACK
-    TraktToken.objects.filter(pk=pk).update(refresh_claimed_by=owner, refresh_claimed_at=now, refresh_claim_until=until)
-    return until
+    return {"refresh_claimed_by": owner, "refresh_claimed_at": now, "refresh_claim_until": until}
+
+
+def claim_if_unchanged(
+    pk: int, owner: str, refresh_ciphertext: str, *, due_by: dt.datetime | None, request_deadline: float
+) -> bool:
+    """Claim link ``pk`` for ``owner`` in one statement, committed at once, if the row is as a
+    caller read it: active, unclaimed, still holding ``refresh_ciphertext`` and (``due_by``)
+    expiring by then; whether it was claimed.
+
+    The common case of a refresh, without the locked transaction of :func:`claim`: the
+    ``UPDATE`` takes the row lock itself (a row another transaction holds is passed over, see
+    ``locks.unless_locked``), and its conditions are checked again on the newest row once it
+    has the lock, so two claimants never both succeed. No row means the link is not as it was
+    read (refreshed, flagged, claimed meanwhile): the caller looks at it under the lock.
+    """
+    alias = database_alias()
+    now = timezone.now()
+    columns = _claim_columns(owner, request_deadline, now)
+    rows = TraktToken.objects.filter(
+        unless_locked(pk, alias),
+        Q(refresh_claim_until__isnull=True) | Q(refresh_claim_until__lte=now),
+        pk=pk,
+        status=TraktToken.Status.ACTIVE,
+        refresh_token_encrypted=refresh_ciphertext,
+        refresh_claimed_by="",
+    )
+    if due_by is not None:
+        rows = rows.filter(Q(expires_at__isnull=True) | Q(expires_at__lte=due_by))
+    return committed_alone(alias, lambda: rows.update(**columns) == 1)
 
 
 #: The claim columns of a link nobody is refreshing.

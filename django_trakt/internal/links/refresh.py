@@ -47,7 +47,7 @@ from django_trakt.exceptions import (
 )
 from django_trakt.internal.api import oauth
 from django_trakt.internal.api.tokens import TokenGrant
-from django_trakt.internal.links import durability
+from django_trakt.internal.links import crypto, durability
 from django_trakt.internal.links.lapsed_claim import check_lapsed_claim
 from django_trakt.internal.links.locks import database_alias, lock_token, skips_locked_rows
 from django_trakt.internal.links.outcomes import Outcome, RefreshResult, describe, is_due
@@ -102,6 +102,7 @@ def refresh_token(
     attempt = functools.partial(
         _refresh,
         pk,
+        seen=_as_seen(token, unless_access_token_changed_from),
         app=app,
         redirect_uri=redirect_uri,
         force=force,
@@ -112,6 +113,16 @@ def refresh_token(
     if durability.in_callers_transaction(database_alias()):
         return outside_callers_transaction(pk, attempt)
     return attempt()
+
+
+def _as_seen(token: TraktToken | int, unless_access_token_changed_from: str | None) -> TraktToken | None:
+    """The row as the caller read it, when a claim in one statement can go by it (see
+    ``durability.claim_if_unchanged``); None: the link is looked at under its row lock."""
+    if not isinstance(token, TraktToken) or unless_access_token_changed_from is not None:
+        return None
+    if "refresh_token_encrypted" in token.get_deferred_fields() or not token.refresh_token_encrypted:
+        return None
+    return token
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,7 @@ def _refresh(
     margin: dt.timedelta,
     unless_access_token_changed_from: str | None,
     skip_locked: bool,
+    seen: TraktToken | None = None,
     lock_wait: float | None = None,
 ) -> RefreshResult:
     alias = database_alias()
@@ -154,16 +166,20 @@ def _refresh(
     # A skip-locked claim never waits for a lock, so it needs no lock timeout: one statement less.
     may_wait = not (skip_locked and skips_locked_rows(alias))
     wait = (durability.LOCK_TIMEOUT if lock_wait is None else lock_wait) if may_wait else None
+    step: RefreshResult | _Spend | _Check | _Rejected | None = None
     try:
-        with durability.own_transaction(alias, lock_wait=wait):
-            step = _claim(
-                pk,
-                owner,
-                force=force,
-                margin=margin,
-                unless_access_token_changed_from=unless_access_token_changed_from,
-                skip_locked=skip_locked,
-            )
+        if seen is not None:
+            step = _claim_as_seen(seen, owner, force=force, margin=margin)
+        if step is None:
+            with durability.own_transaction(alias, lock_wait=wait):
+                step = _claim(
+                    pk,
+                    owner,
+                    force=force,
+                    margin=margin,
+                    unless_access_token_changed_from=unless_access_token_changed_from,
+                    skip_locked=skip_locked,
+                )
     except DatabaseError as err:
         # Nothing was sent. The commit may have gone through before the error, though: drop
         # a claim of ours on a new connection, so the link is not held for nothing.
@@ -178,6 +194,26 @@ def _refresh(
     if isinstance(step, _Check):
         return check_lapsed_claim(step.token, app)
     return _send_and_store(step, owner, app, redirect_uri)
+
+
+@sensitive_variables()
+def _claim_as_seen(seen: TraktToken, owner: str, *, force: bool, margin: dt.timedelta) -> _Spend | None:
+    """The common case in one statement: claim the link if it is still as ``seen`` shows it.
+
+    None when it is not (or its refresh token does not decrypt): :func:`_claim` then looks at
+    the link under its row lock and says why. The token sent is the one ``seen`` holds, and
+    the claim is made only while the row holds that very ciphertext.
+    """
+    ciphertext = seen.refresh_token_encrypted
+    try:
+        refresh_value = crypto.decrypt(ciphertext)
+    except TokenDecryptionError:
+        return None
+    due_by = None if force else timezone.now() + margin
+    claimed = durability.claim_if_unchanged(
+        seen.pk, owner, ciphertext, due_by=due_by, request_deadline=trakt_settings.TIMEOUT
+    )
+    return _Spend(seen, refresh_value) if claimed else None
 
 
 def _claim(
