@@ -33,6 +33,10 @@ statements per token and the largest peak memory (``VmHWM``) of one process
 refreshed exactly once (one accepted refresh per link, none rejected), refresh tokens
 presented twice, and links lost (the stored access token no longer valid at the local Trakt,
 or the stored refresh token not the one it issued last).
+
+Where the CPU goes: ``BENCH_PROFILE="py-spy record --gil --nonblocking --format raw -o
+/tmp/p{n}.txt --"`` runs each measured process under that command (``{n}``: its number). The
+figures of such a run are the profiler's, not the path's.
 """
 
 from __future__ import annotations
@@ -299,6 +303,13 @@ def run(command: list[str], env: dict[str, str]) -> None:
         raise SystemExit(f"bench: {' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
 
 
+def profiled(command: list[str], env: dict[str, str], n: int = 0) -> list[str]:
+    """``command`` under ``$BENCH_PROFILE`` in the measured run (not the start-up run), ``{n}``
+    replaced by the process's number, e.g. ``py-spy record --gil --format raw -o /tmp/p{n}.txt --``."""
+    wrapper = os.environ.get("BENCH_PROFILE", "").split() if env.get("BENCH_QUERY_DIR") else []
+    return [*(word.replace("{n}", str(n)) for word in wrapper), *command]
+
+
 def run_path(path: str, option: Any, env: dict[str, str]) -> float:
     """Run one path to its end; the seconds it took (the workers: from their start)."""
     manage = [sys.executable, "-m", "django"]
@@ -308,8 +319,7 @@ def run_path(path: str, option: Any, env: dict[str, str]) -> float:
         return time.perf_counter() - started
     if path == "command":
         started = time.perf_counter()
-        wrap = os.environ.get("BENCH_WRAP", "").split() if env.get("BENCH_QUERY_DIR") else []
-        run([*wrap, *manage, "refresh_trakt_tokens", "--concurrency", str(option)], env)
+        run(profiled([*manage, "refresh_trakt_tokens", "--concurrency", str(option)], env), env)
         return time.perf_counter() - started
     workers, worker_class = option
     run([*manage, "refresh_trakt_tokens", "--enqueue"], env)
@@ -317,7 +327,7 @@ def run_path(path: str, option: Any, env: dict[str, str]) -> float:
     worker += ["--job-class", "django_tasks_rq.Job", "-v", "0", "default"]
     started = time.perf_counter()
     quiet = {} if os.environ.get("BENCH_SHOW_WORKERS") else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    processes = [subprocess.Popen(worker, cwd=ROOT, env=env, **quiet) for _ in range(workers)]
+    processes = [subprocess.Popen(profiled(worker, env, n), cwd=ROOT, env=env, **quiet) for n in range(workers)]
     elapsed = queue_drained(processes) - started
     codes = [process.wait() for process in processes]
     if any(codes):

@@ -58,6 +58,7 @@ from django_trakt.internal.links.outcomes import Outcome, RefreshResult
 from django_trakt.internal.links.refresh import DEFAULT_MARGIN, refresh_token
 from django_trakt.internal.links.retries import refresh_with_retries
 from django_trakt.internal.pages import images, watchlist
+from django_trakt.models import TraktToken
 from django_trakt.task_queue import QueueDispatcher, QueueUnavailable, backend, define, enqueue, supports_defer
 
 logger = logging.getLogger(__name__)
@@ -111,15 +112,19 @@ def refresh_link(token_id: int, within_seconds: float | None = None, attempt: in
     return _refresh_one(token_id, within_seconds, attempt, force)
 
 
-def _refresh_one(token_id: int, within_seconds: float | None, attempt: int, force: bool, app: Any = None) -> str:
-    """One link, its budget slot taken; a passing failure enqueued again as :data:`refresh_link`."""
+def _refresh_one(
+    token: TraktToken | int, within_seconds: float | None, attempt: int, force: bool, app: Any = None
+) -> str:
+    """One link (its id, or its row as read: then it is claimed in one statement while still so),
+    its budget slot taken; a passing failure enqueued again as :data:`refresh_link`."""
+    token_id = token.pk if isinstance(token, TraktToken) else token
     margin = _margin(within_seconds)
     try:
         if supports_defer():
             # Retried by re-enqueueing, so the worker never sleeps on Trakt's behalf.
-            result: RefreshResult = refresh_token(token_id, within=margin, force=force, skip_locked=True, app=app)
+            result: RefreshResult = refresh_token(token, within=margin, force=force, skip_locked=True, app=app)
         else:
-            result = refresh_with_retries(token_id, within=margin, force=force, skip_locked=True, app=app)
+            result = refresh_with_retries(token, within=margin, force=force, skip_locked=True, app=app)
     except TraktSiteMisconfigured as err:
         # Every link would fail the same way and none is flagged: the operator must fix it.
         logger.error("Trakt refresh task stopped: %s %s", err, err.NO_LINK_FLAGGED)
@@ -153,6 +158,8 @@ def refresh_links(token_ids: list[int], within_seconds: float | None = None, for
     counts: dict[str, int] = {}
     ids = [int(pk) for pk in token_ids]
     app = get_trakt_app()  # once per task, not per link
+    # The rows in one query: each link is then claimed in one statement while still as read.
+    rows = TraktToken.objects.in_bulk(ids)
     with _stopping_on_signals() as stopping:
         for index, token_id in enumerate(ids):
             rest = _Rest(ids[index:], within_seconds, force)
@@ -165,7 +172,7 @@ def refresh_links(token_ids: list[int], within_seconds: float | None = None, for
                     logger.warning("%s Trakt links left for the next run by a stopping worker", len(rest.token_ids))
                     counts[NOT_STARTED] = len(rest.token_ids)
                 break
-            outcome = _refresh_one(token_id, within_seconds, 0, force, app=app)
+            outcome = _refresh_one(rows.get(token_id, token_id), within_seconds, 0, force, app=app)
             counts[outcome] = counts.get(outcome, 0) + 1
             if outcome == SITE_MISCONFIGURED:
                 break  # the rest would fail alike; they are still due for the next run

@@ -218,7 +218,9 @@ class SiteTransport(HTTPAdapter):
     """What a site mounts for its proxy or CA (here: it notes what it was asked to send)."""
 
     def send(self, request, **kwargs):
-        sent_through_site_adapter.append({"url": request.url, "verify": kwargs.get("verify")})
+        sent_through_site_adapter.append(
+            {"url": request.url, "verify": kwargs.get("verify"), "proxies": kwargs.get("proxies")}
+        )
         # On to requests' HTTPAdapter.send, where the local Trakt answers in-process.
         return super().send(request, **kwargs)
 
@@ -262,6 +264,40 @@ def test_calls_to_trakt_go_through_the_sites_requests_session(trakt, linked, mon
         assert recorded.headers["trakt-api-key"] == CLIENT_ID
     sent = [(urlsplit(call["url"]).path, call["verify"]) for call in sent_through_site_adapter]
     assert ("/oauth/token", SITE_CA_BUNDLE) in sent and ("/users/settings", SITE_CA_BUNDLE) in sent
+
+
+class PlainSessionAdapter(DefaultSocialAccountAdapter):
+    """A site that only notes what its session sends (no CA, no proxy of its own)."""
+
+    def get_requests_session(self):
+        session = super().get_requests_session()
+        session.mount("https://", SiteTransport())
+        return session
+
+
+@pytest.mark.parametrize("configured", [True, False], ids=["environment-sets-proxy-and-ca", "bare-environment"])
+@override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.PlainSessionAdapter")
+def test_proxies_and_ca_bundle_of_the_environment_reach_calls_to_trakt(trakt, monkeypatch, tmp_path, configured):
+    # requests honours them under trust_env; the app turns trust_env off only where the
+    # environment sets none of them (it saves reading the environment on every request).
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    if configured:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.site.example:3128")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/environment-ca.pem")
+    sent_through_site_adapter.clear()
+
+    assert oauth.credentials_accepted(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) is True
+
+    [sent] = sent_through_site_adapter
+    if configured:
+        assert sent["proxies"].get("https") == "http://proxy.site.example:3128"
+        assert sent["verify"] == "/etc/ssl/environment-ca.pem"
+    else:
+        assert not sent["proxies"] and sent["verify"] is True
 
 
 @override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.RetryingSessionAdapter")

@@ -41,11 +41,11 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Q
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from django_trakt.internal.links.locks import database_alias, unless_locked
+from django_trakt.internal.links import statements
+from django_trakt.internal.links.locks import database_alias
 from django_trakt.models import TraktToken
 
 logger = logging.getLogger(__name__)
@@ -187,25 +187,23 @@ def claim_if_unchanged(
     expiring by then; whether it was claimed.
 
     The common case of a refresh, without the locked transaction of :func:`claim`: the
-    ``UPDATE`` takes the row lock itself (a row another transaction holds is passed over, see
-    ``locks.unless_locked``), and its conditions are checked again on the newest row once it
-    has the lock, so two claimants never both succeed. No row means the link is not as it was
+    ``UPDATE`` takes the row lock itself (a row another transaction holds is passed over), and
+    its conditions are tested again on the newest row once it has the lock, so two claimants
+    never both succeed (``statements.update_row``). No row means the link is not as it was
     read (refreshed, flagged, claimed meanwhile): the caller looks at it under the lock.
     """
     alias = database_alias()
     now = timezone.now()
     columns = _claim_columns(owner, request_deadline, now)
-    rows = TraktToken.objects.filter(
-        unless_locked(pk, alias),
-        Q(refresh_claim_until__isnull=True) | Q(refresh_claim_until__lte=now),
-        pk=pk,
-        status=TraktToken.Status.ACTIVE,
-        refresh_token_encrypted=refresh_ciphertext,
-        refresh_claimed_by="",
-    )
+    where = [
+        ("status", "equals", TraktToken.Status.ACTIVE),
+        ("refresh_token_encrypted", "equals", refresh_ciphertext),
+        ("refresh_claimed_by", "equals", ""),
+        ("refresh_claim_until", "null_or_at_most", now),
+    ]
     if due_by is not None:
-        rows = rows.filter(Q(expires_at__isnull=True) | Q(expires_at__lte=due_by))
-    return committed_alone(alias, lambda: rows.update(**columns) == 1)
+        where.append(("expires_at", "null_or_at_most", due_by))
+    return committed_alone(alias, lambda: statements.update_row(alias, pk, columns, where, unless_locked=True) == 1)
 
 
 #: The claim columns of a link nobody is refreshing.

@@ -16,11 +16,8 @@ Call it inside ``transaction.atomic()``: the lock lasts until that transaction e
 
 from __future__ import annotations
 
-from typing import cast
-
 from django.db import connections, router
-from django.db.models import F, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import F
 
 from django_trakt.models import TraktToken
 
@@ -50,31 +47,6 @@ def lock_token(pk: int, *, skip_locked: bool = False, using: str | None = None) 
     if not rows.update(status=F("status")):
         return None
     return rows.first()
-
-
-def unless_locked(pk: int, using: str | None = None) -> Q:
-    """A filter for one statement on row ``pk`` that passes over it while another transaction
-    holds it (no row then), instead of waiting for that transaction to end.
-
-    On PostgreSQL, ``pk IN (SELECT pk ... FOR UPDATE SKIP LOCKED)``: the row is locked by the
-    statement that uses the filter, or skipped. A statement needs no transaction around it for
-    that, unlike Django's ``select_for_update()``. Elsewhere no filter: SQLite has one writer
-    (a statement waits at most the connection's busy timeout), and other databases bound the
-    wait with their own lock timeouts.
-    """
-    connection = connections[using or database_alias()]
-    if connection.vendor != "postgresql":
-        return Q()
-    table = _quoted(TraktToken._meta.db_table)
-    column = _quoted(cast(str, TraktToken._meta.pk.column))  # a concrete field always has one
-    # The names come from the model, the value is a parameter.
-    query = f"SELECT {column} FROM {table} WHERE {column} = %s FOR UPDATE SKIP LOCKED"  # noqa: S608
-    return Q(pk__in=RawSQL(query, [pk]))  # noqa: S611
-
-
-def _quoted(name: str) -> str:
-    """A PostgreSQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def skips_locked_rows(alias: str | None = None) -> bool:

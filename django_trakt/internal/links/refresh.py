@@ -1,14 +1,16 @@
 """Refreshing one Trakt token: the function the command, the admin and the client share.
 
-Trakt's refresh tokens are single-use: the first refresh kills the old one. So a
-refresh locks the row (:mod:`django_trakt.internal.links.locks`: ``SELECT ... FOR UPDATE``, or SQLite's
-writer lock) before it reads the refresh token and keeps it until the new pair is
-written, and looks at the row again once it has the lock: another process may have
-refreshed it meanwhile, in which case there is nothing left to do. Once Trakt has
-answered, :mod:`django_trakt.internal.links.durability` makes sure nothing the caller does (a rollback
-of its transaction, a failed commit) can lose the new pair.
+Trakt's refresh tokens are single-use: the first refresh kills the old one, and a token sent
+twice may cost the whole grant. So a refresh first commits a claim on the link
+(:mod:`django_trakt.internal.links.durability`): in one statement while the row is still as the
+caller read it, or else under the row's lock after looking at it again (another process may
+have refreshed it meanwhile: then there is nothing left to do). Only then is the token sent,
+and the new pair is written over the spent token only (compare-and-set). Once Trakt has
+answered, nothing the caller does (a rollback of its transaction, a failed commit) can lose
+the new pair.
 
-The outcomes are :mod:`django_trakt.internal.links.outcomes`'s; a lapsed claim is checked by
+What to do with a link, and its claim, are :mod:`~django_trakt.internal.links.claims`'s; the
+outcomes are :mod:`django_trakt.internal.links.outcomes`'s; a lapsed claim is checked by
 :mod:`~django_trakt.internal.links.lapsed_claim`, a refresh inside a caller's transaction
 runs on :mod:`~django_trakt.internal.links.own_connection`, and batch work retries with
 :mod:`~django_trakt.internal.links.retries`. A fault of the site's configuration (a wrong
@@ -23,7 +25,6 @@ import datetime as dt
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError
@@ -31,9 +32,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_trakt import signals
-from django_trakt.conf import get_trakt_app, trakt_settings
+from django_trakt.conf import get_trakt_app
 from django_trakt.exceptions import (
-    TokenDecryptionError,
     TraktError,
     TraktForbidden,
     TraktInvalidGrant,
@@ -47,10 +47,10 @@ from django_trakt.exceptions import (
 )
 from django_trakt.internal.api import oauth
 from django_trakt.internal.api.tokens import TokenGrant
-from django_trakt.internal.links import crypto, durability
+from django_trakt.internal.links import claims, durability, statements
 from django_trakt.internal.links.lapsed_claim import check_lapsed_claim
-from django_trakt.internal.links.locks import database_alias, lock_token, skips_locked_rows
-from django_trakt.internal.links.outcomes import Outcome, RefreshResult, describe, is_due
+from django_trakt.internal.links.locks import database_alias, skips_locked_rows
+from django_trakt.internal.links.outcomes import Outcome, RefreshResult, describe
 from django_trakt.internal.links.own_connection import outside_callers_transaction
 from django_trakt.internal.links.redirect_uri import refresh_redirect_uri
 from django_trakt.models import TraktToken
@@ -64,8 +64,6 @@ DEFAULT_MARGIN = dt.timedelta(hours=6)
 
 #: On demand (a page, a task) a token is refreshed only when it is about to expire.
 ON_DEMAND_MARGIN = dt.timedelta(minutes=5)
-
-_FLAGGED = (TraktToken.Status.NEEDS_REAUTH, TraktToken.Status.REVOKED)
 
 
 def refresh_token(
@@ -102,7 +100,7 @@ def refresh_token(
     attempt = functools.partial(
         _refresh,
         pk,
-        seen=_as_seen(token, unless_access_token_changed_from),
+        seen=claims.as_seen(token, unless_access_token_changed_from),
         app=app,
         redirect_uri=redirect_uri,
         force=force,
@@ -113,39 +111,6 @@ def refresh_token(
     if durability.in_callers_transaction(database_alias()):
         return outside_callers_transaction(pk, attempt)
     return attempt()
-
-
-def _as_seen(token: TraktToken | int, unless_access_token_changed_from: str | None) -> TraktToken | None:
-    """The row as the caller read it, when a claim in one statement can go by it (see
-    ``durability.claim_if_unchanged``); None: the link is looked at under its row lock."""
-    if not isinstance(token, TraktToken) or unless_access_token_changed_from is not None:
-        return None
-    if "refresh_token_encrypted" in token.get_deferred_fields() or not token.refresh_token_encrypted:
-        return None
-    return token
-
-
-@dataclass(frozen=True)
-class _Spend:
-    """The claim is committed: send this refresh token."""
-
-    token: TraktToken
-    refresh_value: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class _Check:
-    """A claim lapsed: its refresh may have been accepted. Check the link, send nothing."""
-
-    token: TraktToken
-
-
-@dataclass(frozen=True)
-class _Rejected:
-    """The link was flagged in the claim's transaction: announce it once committed."""
-
-    token: TraktToken
-    error: TraktError
 
 
 @sensitive_variables()
@@ -166,13 +131,13 @@ def _refresh(
     # A skip-locked claim never waits for a lock, so it needs no lock timeout: one statement less.
     may_wait = not (skip_locked and skips_locked_rows(alias))
     wait = (durability.LOCK_TIMEOUT if lock_wait is None else lock_wait) if may_wait else None
-    step: RefreshResult | _Spend | _Check | _Rejected | None = None
+    step: RefreshResult | claims.Spend | claims.Check | claims.Rejected | None = None
     try:
         if seen is not None:
-            step = _claim_as_seen(seen, owner, force=force, margin=margin)
+            step = claims.claim_as_seen(seen, owner, force=force, margin=margin)
         if step is None:
             with durability.own_transaction(alias, lock_wait=wait):
-                step = _claim(
+                step = claims.claim_locked(
                     pk,
                     owner,
                     force=force,
@@ -189,73 +154,15 @@ def _refresh(
         return RefreshResult(Outcome.FAILED, None, f"database error: {err}", retryable=True)
     if isinstance(step, RefreshResult):
         return step
-    if isinstance(step, _Rejected):
+    if isinstance(step, claims.Rejected):
         return _flagged(step.token, step.error)
-    if isinstance(step, _Check):
+    if isinstance(step, claims.Check):
         return check_lapsed_claim(step.token, app)
     return _send_and_store(step, owner, app, redirect_uri)
 
 
 @sensitive_variables()
-def _claim_as_seen(seen: TraktToken, owner: str, *, force: bool, margin: dt.timedelta) -> _Spend | None:
-    """The common case in one statement: claim the link if it is still as ``seen`` shows it.
-
-    None when it is not (or its refresh token does not decrypt): :func:`_claim` then looks at
-    the link under its row lock and says why. The token sent is the one ``seen`` holds, and
-    the claim is made only while the row holds that very ciphertext.
-    """
-    ciphertext = seen.refresh_token_encrypted
-    try:
-        refresh_value = crypto.decrypt(ciphertext)
-    except TokenDecryptionError:
-        return None
-    due_by = None if force else timezone.now() + margin
-    claimed = durability.claim_if_unchanged(
-        seen.pk, owner, ciphertext, due_by=due_by, request_deadline=trakt_settings.TIMEOUT
-    )
-    return _Spend(seen, refresh_value) if claimed else None
-
-
-def _claim(
-    pk: int,
-    owner: str,
-    *,
-    force: bool,
-    margin: dt.timedelta,
-    unless_access_token_changed_from: str | None,
-    skip_locked: bool,
-) -> RefreshResult | _Spend | _Check | _Rejected:
-    """Under the row lock: what to do with link ``pk``; when it is a refresh, claim it first."""
-    locked = lock_token(pk, skip_locked=skip_locked)
-    if locked is None:
-        return RefreshResult(Outcome.NOT_DUE, None, "being refreshed elsewhere, or unlinked")
-    if locked.status in _FLAGGED:
-        return RefreshResult(Outcome.NEEDS_REAUTH, locked, "the user must sign in with Trakt again")
-    if durability.claim_stands(locked):
-        return RefreshResult(
-            Outcome.NOT_DUE, locked, f"its refresh token is claimed until {locked.refresh_claim_until:%Y-%m-%d %H:%M}"
-        )
-    if durability.claim_lapsed(locked):
-        return _Check(locked)
-    try:
-        if unless_access_token_changed_from is not None:
-            if locked.access_token != unless_access_token_changed_from:
-                return RefreshResult(Outcome.NOT_DUE, locked, "already refreshed by another process")
-        elif not force and not is_due(locked, margin):
-            return RefreshResult(Outcome.NOT_DUE, locked, "not due")
-        refresh_value = locked.refresh_token
-    except TokenDecryptionError as err:
-        # A damaged ciphertext needs the user; a wrong key heals once the key is back.
-        outcome = Outcome.NEEDS_REAUTH if err.corrupted else Outcome.FAILED
-        return RefreshResult(outcome, locked, str(err))
-    if not refresh_value:
-        return _flag(locked, TraktInvalidGrant(400, "", "no refresh token is stored"))
-    durability.claim(pk, owner, request_deadline=trakt_settings.TIMEOUT)
-    return _Spend(locked, refresh_value)
-
-
-@sensitive_variables()
-def _send_and_store(step: _Spend, owner: str, app: Any, redirect_uri: str) -> RefreshResult:
+def _send_and_store(step: claims.Spend, owner: str, app: Any, redirect_uri: str) -> RefreshResult:
     """The claim is committed: send the refresh token once, and store what Trakt answers."""
     token, alias = step.token, database_alias()
     try:
@@ -308,7 +215,8 @@ def _store(token: TraktToken, owner: str, grant: TokenGrant) -> RefreshResult:
     columns = pair_columns(grant, previous)
 
     def write() -> bool:
-        return TraktToken.objects.filter(pk=token.pk, refresh_token_encrypted=previous).update(**columns) == 1
+        over_spent = [("refresh_token_encrypted", "equals", previous)]
+        return statements.update_row(alias, token.pk, columns, over_spent) == 1
 
     deadline = time.monotonic() + durability.STORE_DEADLINE
     try:
@@ -347,12 +255,6 @@ def _revoke_orphan(grant: TokenGrant) -> None:
         oauth.revoke_token(client_id=app.client_id, client_secret=app.secret, token=grant.access_token)
     except TraktError as err:
         logger.warning("Could not revoke a refreshed Trakt pair nobody holds: %s", err)
-
-
-def _flag(token: TraktToken, err: TraktError) -> _Rejected:
-    """Inside the claim's transaction: the link has no refresh token to send (announced after the commit)."""
-    TraktToken.objects.filter(pk=token.pk).update(status=TraktToken.Status.NEEDS_REAUTH, last_error=describe(err))
-    return _Rejected(token, err)
 
 
 def _flagged(token: TraktToken, err: TraktError) -> RefreshResult:
