@@ -275,7 +275,7 @@ class PlainSessionAdapter(DefaultSocialAccountAdapter):
         return session
 
 
-@pytest.mark.parametrize("configured", [True, False], ids=["environment-sets-proxy-and-ca", "bare-environment"])
+@pytest.mark.parametrize("configured", ["proxy-and-ca", "ca", ""], ids=["proxy-and-ca", "ca-only", "bare"])
 @override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.PlainSessionAdapter")
 def test_proxies_and_ca_bundle_of_the_environment_reach_calls_to_trakt(trakt, monkeypatch, tmp_path, configured):
     # requests honours them under trust_env; the app turns trust_env off only where the
@@ -285,19 +285,20 @@ def test_proxies_and_ca_bundle_of_the_environment_reach_calls_to_trakt(trakt, mo
     for name in ("no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    if configured:
+    if "proxy" in configured:
         monkeypatch.setenv("HTTPS_PROXY", "http://proxy.site.example:3128")
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/environment-ca.pem")
+    if "ca" in configured:
+        monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/environment-ca.pem")
     sent_through_site_adapter.clear()
 
     assert oauth.credentials_accepted(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) is True
 
     [sent] = sent_through_site_adapter
-    if configured:
+    if "proxy" in configured:
         assert sent["proxies"].get("https") == "http://proxy.site.example:3128"
-        assert sent["verify"] == "/etc/ssl/environment-ca.pem"
     else:
-        assert not sent["proxies"] and sent["verify"] is True
+        assert not sent["proxies"]
+    assert sent["verify"] == ("/etc/ssl/environment-ca.pem" if "ca" in configured else True)
 
 
 @override_settings(SOCIALACCOUNT_ADAPTER=f"{__name__}.RetryingSessionAdapter")

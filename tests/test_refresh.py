@@ -596,3 +596,32 @@ def test_the_command_costs_two_statements_per_due_link(trakt, linked):
 
     small, large = batch_of(2), batch_of(6)
     assert large - small == 4 * 2  # the rest is the batch's own, the same for any size
+
+
+# -- the claim in one statement, on the row as the caller read it ----------------------------------
+
+
+def test_a_row_read_before_another_refresh_never_sends_its_spent_token(trakt, linked):
+    _user, token = linked(expires_in=EXPIRED)
+    stale = TraktToken.objects.get(pk=token.pk)
+    spent = stale.refresh_token
+    assert refresh_token(token.pk).outcome is Outcome.REFRESHED
+
+    # Read before that refresh: the claim by the row as read finds another token and steps
+    # back; under the lock the link is fresh (not due), or refreshed with its current token.
+    assert refresh_token(stale).outcome is Outcome.NOT_DUE
+    assert refresh_token(stale, force=True).outcome is Outcome.REFRESHED
+    assert trakt.refresh_count(spent) == 1
+    current = TraktToken.objects.get(pk=token.pk)
+    assert current.refresh_claimed_by == "" and trakt.is_access_token_valid(current.access_token)
+
+
+def test_a_row_read_while_another_refresh_held_its_claim_sends_nothing(trakt, linked):
+    _user, token = linked(expires_in=EXPIRED)
+    stale = TraktToken.objects.get(pk=token.pk)
+    TraktToken.objects.filter(pk=token.pk).update(
+        refresh_claimed_by="another process", refresh_claim_until=timezone.now() + dt.timedelta(minutes=1)
+    )
+    result = refresh_token(stale, force=True)
+    assert result.outcome is Outcome.NOT_DUE and "claimed" in result.detail
+    assert trakt.refresh_count() == 0

@@ -113,11 +113,7 @@ def _session() -> requests.Session:
     :func:`send`), so they win over the session's defaults.
     """
     session = get_adapter().get_requests_session()
-    if session.trust_env and not _environment_configures_requests():
-        # With trust_env requests reads proxies, a CA bundle and netrc credentials from the
-        # environment on every request (twice through os.environ, a third of its CPU per
-        # request). Where the environment sets none of them, off changes nothing but the cost.
-        session.trust_env = False
+    _read_environment_once(session)
     transport = _transport()
     for prefix, mounted in list(session.adapters.items()):
         if type(mounted) is HTTPAdapter:
@@ -127,21 +123,27 @@ def _session() -> requests.Session:
     return session
 
 
-#: What requests reads from the environment under ``Session.trust_env`` besides proxies.
-_REQUESTS_ENVIRONMENT = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
+def _read_environment_once(session: requests.Session) -> None:
+    """What ``trust_env`` would take from the environment, taken now, and ``trust_env`` off.
 
-
-def _environment_configures_requests() -> bool:
-    """Whether the environment sets anything requests takes from it under ``trust_env``:
-    proxies (``*_proxy``, ``no_proxy``; ``urllib.request.getproxies``), a CA bundle or netrc
-    credentials (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, ``NETRC``, ``~/.netrc``, ``~/_netrc``).
-
-    Asked for each request, not once: a site may set them while it runs (tests do).
+    Under ``trust_env`` requests reads proxies, a CA bundle and netrc credentials from the
+    environment while it prepares and sends each request: os.environ read through twice,
+    a fifth of its CPU per request. Where the environment names no proxy (``*_proxy``,
+    ``no_proxy``; ``urllib.request.getproxies``) and no netrc file (``NETRC``, ``~/.netrc``,
+    ``~/_netrc``), the only thing it would take is the CA bundle (``REQUESTS_CA_BUNDLE``, else
+    ``CURL_CA_BUNDLE``), which requests lets win over ``session.verify``: set here the same
+    way. Otherwise the session is left as the site made it. Asked for each request: a site
+    may change its environment while it runs (tests do).
     """
-    if getproxies() or any(os.environ.get(name) for name in _REQUESTS_ENVIRONMENT):
-        return True
+    if not session.trust_env or getproxies() or os.environ.get("NETRC"):
+        return
     home = Path.home() if "HOME" in os.environ else None
-    return home is not None and any((home / name).exists() for name in (".netrc", "_netrc"))
+    if home is not None and any((home / name).exists() for name in (".netrc", "_netrc")):
+        return
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def _release(session: requests.Session) -> None:

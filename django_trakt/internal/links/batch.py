@@ -19,10 +19,8 @@ stops the batch at once and is raised: every other link would fail the same way,
 is flagged for it.
 
 A 429 whose ``Retry-After`` is longer than the batch waits out (``max_retry_after``) pauses
-the batch: the links after it are not sent to Trakt until that time has passed, and count
-as failed (tried again on the next run, nothing stored changes). Cloudflare's rate-limit
-page asks for 300 seconds (trakt/trakt-api#909); every further request in that time would
-only prolong the block.
+the batch: the links after it count as failed, unsent (the next run tries them). Cloudflare
+asks for 300 seconds (trakt/trakt-api#909); a request in that time only prolongs the block.
 """
 
 from __future__ import annotations
@@ -30,10 +28,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +67,7 @@ class Candidate:
     pk: int
     account_id: int
     trakt_username: str
-    #: The row as the stream read it (its refresh token's ciphertext): the refresh claims the
-    #: link in one statement while the row is still so (``durability.claim_if_unchanged``).
+    #: The row as read (its refresh token's ciphertext), claimed while still so (``claims``).
     token: TraktToken | None = field(default=None, repr=False, compare=False)
 
 
@@ -372,22 +370,25 @@ def _run_threaded(
             record(candidate, result)
 
     submitted: dict[Future[RefreshResult | None], Candidate] = {}
+    # Futures as they end (or are cancelled): unlike wait(), no visit of every one in flight.
+    finished: queue.SimpleQueue[Future[RefreshResult | None]] = queue.SimpleQueue()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="trakt-refresh", initializer=adopt_connection)
     try:
         for candidate in candidates:
             if stop.is_set():
                 break
-            submitted[pool.submit(refresh_one, candidate)] = candidate
+            future = pool.submit(refresh_one, candidate)
+            submitted[future] = candidate
+            future.add_done_callback(finished.put)
             if len(submitted) >= 2 * concurrency:
-                done, _running = wait(submitted, return_when=FIRST_COMPLETED)
-                collect(done, submitted)
+                collect([finished.get()], submitted)
             if faults:
                 break
         if faults or stop.is_set():
             for future in submitted:
                 future.cancel()
-        for future in as_completed(list(submitted)):
-            collect([future], submitted)
+        while submitted:
+            collect([finished.get()], submitted)
     finally:
         for future in submitted:
             future.cancel()
