@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies
@@ -113,7 +112,7 @@ def _session() -> requests.Session:
     :func:`send`), so they win over the session's defaults.
     """
     session = get_adapter().get_requests_session()
-    _read_environment_once(session)
+    _take_environment_now(session)
     transport = _transport()
     for prefix, mounted in list(session.adapters.items()):
         if type(mounted) is HTTPAdapter:
@@ -123,7 +122,7 @@ def _session() -> requests.Session:
     return session
 
 
-def _read_environment_once(session: requests.Session) -> None:
+def _take_environment_now(session: requests.Session) -> None:
     """What ``trust_env`` would take from the environment, taken now, and ``trust_env`` off.
 
     Under ``trust_env`` requests reads proxies, a CA bundle and netrc credentials from the
@@ -137,8 +136,8 @@ def _read_environment_once(session: requests.Session) -> None:
     """
     if not session.trust_env or getproxies() or os.environ.get("NETRC"):
         return
-    home = Path.home() if "HOME" in os.environ else None
-    if home is not None and any((home / name).exists() for name in (".netrc", "_netrc")):
+    home = os.path.expanduser("~")  # where requests looks for netrc files
+    if any(os.path.exists(os.path.join(home, name)) for name in (".netrc", "_netrc")):
         return
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
